@@ -1,0 +1,88 @@
+// The records the store keeps. Field names are part of the on-disk format: bump schemaVersion
+// when one changes meaning.
+
+export const MANIFEST_FILE = 'manifest.json';
+
+export interface FileDigest {
+  sha256: string;
+  bytes: number;
+}
+
+export interface InputRef {
+  stage: string;
+  version: number;
+  fingerprint: string;
+}
+
+export interface DataRef {
+  hash: string;
+  sources: { path: string; sha256: string; bytes: number }[];
+}
+
+/** What the engine knows about a stage output before the store lays it down. */
+export interface ManifestDraft {
+  kind: string;
+  fingerprint: string;
+  /** The components of the fingerprint, so a later miss can say what changed. */
+  fingerprintDetails: {
+    config: string;
+    stages: Record<string, string>;
+    data: Record<string, string>;
+    seed: number;
+    code: string;
+  };
+  /** The stage's options with defaults filled in, as used. */
+  config: Record<string, unknown>;
+  inputs: { stages: Record<string, InputRef>; data: Record<string, DataRef> };
+  seed: number;
+  backend: string;
+  libraries: Record<string, string>;
+  timings: { startedAt: string; finishedAt: string; durationMs: number };
+  runId: string;
+  /** Headline metrics (e.g. test accuracy), also in metrics.json. */
+  metrics: Record<string, unknown>;
+}
+
+export interface Manifest extends ManifestDraft {
+  schemaVersion: 1;
+  pipeline: string;
+  stage: string;
+  version: number;
+  /** sha256 and size of every file of the version except the manifest itself. */
+  files: Record<string, FileDigest>;
+}
+
+export type StageRunStatus = 'ran' | 'reused' | 'failed' | 'skipped' | 'pending';
+
+export interface StageRunRecord {
+  stage: string;
+  kind: string;
+  status: StageRunStatus;
+  fingerprint?: string;
+  version?: number;
+  durationMs?: number;
+  metrics?: Record<string, unknown>;
+  error?: string;
+  /** Why it ran or was reused, e.g. "no stored version with this fingerprint". */
+  reason?: string;
+}
+
+export interface RunRecord {
+  schemaVersion: 1;
+  id: string;
+  pipeline: string;
+  file: string;
+  status: 'running' | 'succeeded' | 'failed' | 'interrupted';
+  startedAt: string;
+  finishedAt?: string;
+  durationMs?: number;
+  seed: number;
+  backend: string;
+  /** `--set` expressions as given on the command line. */
+  overrides: string[];
+  force: boolean;
+  stages: StageRunRecord[];
+  error?: string;
+  host: string;
+  pid: number;
+}

@@ -1,0 +1,301 @@
+import { mkdir, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join, relative } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { InputError, IntegrityError, PipelineError } from '../errors.js';
+import { fsyncDir, listFilesRecursive, writeFileAtomic, writeFileSynced } from '../util/fs.js';
+import { sha256File } from '../util/hash.js';
+import { MANIFEST_FILE, type Manifest, type ManifestDraft, type RunRecord } from './manifest.js';
+
+// The only module that knows the on-disk layout of the store:
+//
+//   <root>/<pipeline>/<stage>/v<N>/          one published stage output, manifest.json written last
+//   <root>/<pipeline>/<stage>/.tmp/<random>/ a version being written (never read; removed on next publish)
+//   <root>/<pipeline>/runs/<run-id>.json     one record per `pipeline run`
+//   <root>/<pipeline>.lock                   held by the run that writes to <pipeline>
+//
+// A version directory appears only by rename() of a complete, fsynced temp directory, so a crash or
+// SIGKILL at any point leaves either no v<N> or a complete one.
+
+const VERSION_DIR = /^v([1-9][0-9]*)$/;
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const RUNS_DIR = 'runs';
+const TMP_DIR = '.tmp';
+
+export interface StoredVersion {
+  pipeline: string;
+  stage: string;
+  version: number;
+  dir: string;
+  manifest: Manifest;
+}
+
+/** What a stage's writer gets: a private folder that becomes the version when it returns. */
+export type VersionWriter = (dir: string) => Promise<ManifestDraft>;
+
+export interface ArtifactStore {
+  readonly root: string;
+  /** Exclusive lock on one pipeline's part of the store; resolves to its release function. */
+  lock(pipeline: string): Promise<() => Promise<void>>;
+  listVersions(pipeline: string, stage: string): Promise<StoredVersion[]>;
+  /** The newest version whose manifest has this fingerprint, checked against its hashes. */
+  findByFingerprint(pipeline: string, stage: string, fingerprint: string): Promise<StoredVersion | undefined>;
+  /** One version (the newest when `version` is omitted), checked against its hashes. */
+  openVersion(pipeline: string, stage: string, version?: number): Promise<StoredVersion>;
+  publish(pipeline: string, stage: string, write: VersionWriter): Promise<StoredVersion>;
+  writeRun(record: RunRecord): Promise<string>;
+  listRuns(pipeline: string): Promise<RunRecord[]>;
+  readRun(pipeline: string, runId: string): Promise<RunRecord>;
+  /** Where a path inside the store is, for messages: relative to the working directory when shorter. */
+  describe(path: string): string;
+}
+
+export function assertSafeName(kind: string, name: string): void {
+  if (!SAFE_NAME.test(name) || name.includes('..')) {
+    throw new InputError(
+      `${kind} name "${name}" cannot be used as a folder name in the artifact store: ` +
+        'use letters, digits, "_", "-" and "." (not starting with "." and without "..")',
+    );
+  }
+}
+
+export class LocalArtifactStore implements ArtifactStore {
+  constructor(readonly root: string) {}
+
+  describe(path: string): string {
+    const rel = relative(process.cwd(), path);
+    return rel.startsWith('..') ? path : rel;
+  }
+
+  private stageDir(pipeline: string, stage: string): string {
+    assertSafeName('pipeline', pipeline);
+    assertSafeName('stage', stage);
+    return join(this.root, pipeline, stage);
+  }
+
+  async lock(pipeline: string): Promise<() => Promise<void>> {
+    assertSafeName('pipeline', pipeline);
+    const target = join(this.root, pipeline);
+    const lockPath = `${target}.lock`;
+    const ownerPath = `${lockPath}.owner`;
+    await mkdir(target, { recursive: true });
+    const acquire = () =>
+      lockfile.lock(target, {
+        lockfilePath: lockPath,
+        // Generous: tfjs runs ops synchronously, so a long training step can delay the refresh timer.
+        stale: 60_000,
+        update: 5_000,
+        retries: 0,
+        onCompromised: (err) => process.emitWarning(`lock on ${this.describe(target)} compromised: ${err.message}`),
+      });
+    let release: () => Promise<void>;
+    try {
+      release = await acquire();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
+      const owner = await readLockOwner(ownerPath);
+      // A holder killed with SIGKILL cannot release its lock; when it ran on this host and its
+      // process is gone, the lock is dead and waiting for it to go stale would only cost time.
+      if (owner && owner.host === hostname() && !processAlive(owner.pid)) {
+        await rm(lockPath, { recursive: true, force: true });
+        release = await acquire();
+      } else {
+        const who = owner ? `pid ${owner.pid} on ${owner.host}, started ${owner.startedAt}` : 'another process';
+        throw new PipelineError(
+          'E_LOCKED',
+          `another pipeline run (${who}) is writing to ${this.describe(target)}: wait for it to finish ` +
+            `(the lock ${this.describe(lockPath)} is released when it ends)`,
+          2,
+        );
+      }
+    }
+    await writeFileAtomic(
+      ownerPath,
+      JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() }),
+    );
+    return async () => {
+      await rm(ownerPath, { force: true });
+      await release();
+    };
+  }
+
+  async listVersions(pipeline: string, stage: string): Promise<StoredVersion[]> {
+    const dir = this.stageDir(pipeline, stage);
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const versions: StoredVersion[] = [];
+    for (const name of names) {
+      const match = VERSION_DIR.exec(name);
+      if (!match) continue;
+      const manifest = await this.readManifest(join(dir, name));
+      if (manifest) versions.push({ pipeline, stage, version: Number(match[1]), dir: join(dir, name), manifest });
+    }
+    return versions.sort((a, b) => a.version - b.version);
+  }
+
+  async findByFingerprint(pipeline: string, stage: string, fingerprint: string): Promise<StoredVersion | undefined> {
+    const versions = await this.listVersions(pipeline, stage);
+    const match = versions.reverse().find((v) => v.manifest.fingerprint === fingerprint);
+    if (match) await this.verify(match);
+    return match;
+  }
+
+  async openVersion(pipeline: string, stage: string, version?: number): Promise<StoredVersion> {
+    const versions = await this.listVersions(pipeline, stage);
+    const found = version === undefined ? versions.at(-1) : versions.find((v) => v.version === version);
+    if (!found) {
+      const known = versions.map((v) => `v${v.version}`).join(', ') || 'none';
+      throw new InputError(
+        `no version ${version === undefined ? '' : `v${version} `}of stage "${stage}" in ` +
+          `${this.describe(this.stageDir(pipeline, stage))} (stored versions: ${known})`,
+      );
+    }
+    await this.verify(found);
+    return found;
+  }
+
+  /** Refuses a version whose files differ from what its manifest recorded. */
+  private async verify(v: StoredVersion): Promise<void> {
+    const where = this.describe(v.dir);
+    const rebuild = `rerun with --force to build a new version of "${v.stage}"`;
+    for (const [file, expected] of Object.entries(v.manifest.files)) {
+      let actual;
+      try {
+        actual = await sha256File(join(v.dir, file));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw new IntegrityError(`${where}/${file} is listed in its manifest but missing: ${rebuild}`);
+        }
+        throw err;
+      }
+      if (actual.sha256 !== expected.sha256 || actual.bytes !== expected.bytes) {
+        throw new IntegrityError(
+          `${where}/${file} was changed after it was stored: expected sha256 ${expected.sha256.slice(0, 12)}… ` +
+            `(${expected.bytes} bytes), found ${actual.sha256.slice(0, 12)}… (${actual.bytes} bytes); ` +
+            `refusing to use it: ${rebuild}`,
+        );
+      }
+    }
+    const present = (await listFilesRecursive(v.dir)).filter((f) => f !== MANIFEST_FILE);
+    const extra = present.filter((f) => !(f in v.manifest.files));
+    if (extra.length) {
+      throw new IntegrityError(`${where} holds files its manifest does not list (${extra.join(', ')}): ${rebuild}`);
+    }
+  }
+
+  private async readManifest(dir: string): Promise<Manifest | undefined> {
+    try {
+      return JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')) as Manifest;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new IntegrityError(`${this.describe(join(dir, MANIFEST_FILE))} cannot be read: ${(err as Error).message}`);
+    }
+  }
+
+  async publish(pipeline: string, stage: string, write: VersionWriter): Promise<StoredVersion> {
+    const stageDir = this.stageDir(pipeline, stage);
+    const tmpRoot = join(stageDir, TMP_DIR);
+    // Leftovers of runs that crashed; safe to remove because the caller holds the pipeline lock.
+    await rm(tmpRoot, { recursive: true, force: true });
+    await mkdir(tmpRoot, { recursive: true });
+    const tmp = await mkdtemp(join(tmpRoot, 'v-'));
+    try {
+      const draft = await write(tmp);
+      const files: Manifest['files'] = {};
+      for (const file of await listFilesRecursive(tmp)) {
+        if (file === MANIFEST_FILE) throw new PipelineError('E_INTERNAL', `stage wrote its own ${MANIFEST_FILE}`, 1);
+        files[file] = await sha256File(join(tmp, file));
+      }
+      const existing = await this.listVersions(pipeline, stage);
+      const version = (existing.at(-1)?.version ?? 0) + 1;
+      const manifest: Manifest = { ...draft, schemaVersion: 1, pipeline, stage, version, files };
+      await writeFileSynced(join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+      await fsyncDir(tmp);
+      await faultPoint('before-publish');
+      const dir = join(stageDir, `v${version}`);
+      await rename(tmp, dir);
+      await fsyncDir(stageDir);
+      return { pipeline, stage, version, dir, manifest };
+    } finally {
+      await rm(tmpRoot, { recursive: true, force: true });
+    }
+  }
+
+  private runsDir(pipeline: string): string {
+    assertSafeName('pipeline', pipeline);
+    return join(this.root, pipeline, RUNS_DIR);
+  }
+
+  async writeRun(record: RunRecord): Promise<string> {
+    const path = join(this.runsDir(record.pipeline), `${record.id}.json`);
+    await mkdir(this.runsDir(record.pipeline), { recursive: true });
+    await writeFileAtomic(path, `${JSON.stringify(record, null, 2)}\n`);
+    return path;
+  }
+
+  async listRuns(pipeline: string): Promise<RunRecord[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.runsDir(pipeline));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const runs: RunRecord[] = [];
+    for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
+      runs.push(JSON.parse(await readFile(join(this.runsDir(pipeline), name), 'utf8')) as RunRecord);
+    }
+    return runs.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  }
+
+  async readRun(pipeline: string, runId: string): Promise<RunRecord> {
+    const runs = await this.listRuns(pipeline);
+    const matches = runs.filter((r) => r.id === runId || r.id.startsWith(runId));
+    if (matches.length === 1) return matches[0];
+    const known = runs.slice(-5).map((r) => r.id).join(', ') || 'none';
+    throw new InputError(
+      matches.length === 0
+        ? `no run "${runId}" of pipeline "${pipeline}" (latest runs: ${known})`
+        : `run id "${runId}" is ambiguous: ${matches.map((r) => r.id).join(', ')}`,
+    );
+  }
+}
+
+interface LockOwner {
+  pid: number;
+  host: string;
+  startedAt: string;
+}
+
+async function readLockOwner(path: string): Promise<LockOwner | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as LockOwner;
+  } catch {
+    return undefined;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Fault injection for the crash tests: with TFJS_PIPELINE_FAULT=<point>, the process announces the
+ * point on stderr and waits there, so a test can SIGKILL it at exactly that moment.
+ */
+async function faultPoint(point: string): Promise<void> {
+  if (process.env.TFJS_PIPELINE_FAULT !== point) return;
+  process.stderr.write(`fault point reached: ${point}\n`);
+  // A pending promise alone would let Node exit; the interval keeps the process waiting to be killed.
+  await new Promise(() => setInterval(() => {}, 60_000));
+}

@@ -1,0 +1,151 @@
+import { readdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { LocalArtifactStore, type ArtifactStore } from '../artifacts/store.js';
+import type { BackendChoice } from '../backend/select.js';
+import { EXIT_OK, InputError } from '../errors.js';
+import { planPipeline, runPipeline } from '../engine/run.js';
+import { formatHeadline, formatNumber, TerminalReporter } from '../report/terminal.js';
+import { loadPipeline } from '../spec/pipeline.js';
+import { pipelineSchema } from '../spec/schema.js';
+import { registerAllStageKinds } from '../stages/register-all.js';
+
+interface StoreArgs {
+  store: string;
+}
+interface FileArgs extends StoreArgs {
+  file: string;
+  set: string[];
+}
+
+const openStore = (args: StoreArgs): ArtifactStore => new LocalArtifactStore(resolve(args.store));
+const print = (text = '') => process.stdout.write(`${text}\n`);
+
+export async function runCommand(args: FileArgs & { backend?: BackendChoice; force: boolean; quiet: boolean }): Promise<number> {
+  const pipeline = await loadPipeline(args.file, args.set);
+  let stops = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    stops++;
+    if (stops > 1) process.exit(130);
+    process.stderr.write(`\n${signal}: stopping after the current batch (again to abort at once); nothing unfinished is published\n`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  await runPipeline(pipeline, {
+    store: openStore(args),
+    force: args.force,
+    backend: args.backend,
+    reporter: new TerminalReporter({ quiet: args.quiet }),
+    stopRequested: () => stops > 0,
+  });
+  return EXIT_OK;
+}
+
+export async function validateCommand(args: FileArgs): Promise<number> {
+  const pipeline = await loadPipeline(args.file, args.set);
+  print(`${args.file}: ok (pipeline "${pipeline.name}", ${pipeline.stages.size} stages: ${pipeline.graph.order.join(' -> ')})`);
+  return EXIT_OK;
+}
+
+export async function planCommand(args: FileArgs & { force: boolean }): Promise<number> {
+  const pipeline = await loadPipeline(args.file, args.set);
+  const plans = await planPipeline(pipeline, { store: openStore(args), force: args.force });
+  print(`plan for pipeline "${pipeline.name}" (${args.file}):`);
+  printTable(
+    ['stage', 'kind', 'action', 'fingerprint', 'why'],
+    plans.map((p) => [p.stage, p.kind, p.action === 'reuse' ? `reuse v${p.cached!.version}` : 'run', p.fingerprint.fingerprint.slice(0, 12), p.reason]),
+  );
+  return EXIT_OK;
+}
+
+async function pipelinesIn(store: ArtifactStore, which?: string): Promise<string[]> {
+  if (which && /\.(ya?ml|json)$/.test(which)) return [(await loadPipeline(which)).name];
+  if (which) return [which];
+  try {
+    const entries = await readdir(store.root, { withFileTypes: true });
+    return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
+  } catch {
+    return [];
+  }
+}
+
+export async function runsCommand(args: StoreArgs & { pipeline?: string }): Promise<number> {
+  const store = openStore(args);
+  const rows: string[][] = [];
+  for (const name of await pipelinesIn(store, args.pipeline)) {
+    for (const run of await store.listRuns(name)) {
+      const metrics = run.stages
+        .filter((s) => s.metrics && (s.status === 'ran' || s.status === 'reused'))
+        .map((s) => `${s.stage}: ${formatHeadline(pick(s.metrics!, ['test_accuracy']))}`)
+        .filter((s) => !s.endsWith(': '))
+        .join('; ');
+      rows.push([
+        run.id,
+        run.pipeline,
+        run.status,
+        run.durationMs === undefined ? '-' : `${(run.durationMs / 1000).toFixed(1)}s`,
+        run.stages.map((s) => `${s.stage}:${s.status}${s.version ? `@v${s.version}` : ''}`).join(' '),
+        metrics,
+      ]);
+    }
+  }
+  if (!rows.length) {
+    print(`no runs recorded in ${store.describe(store.root)}`);
+    return EXIT_OK;
+  }
+  printTable(['run', 'pipeline', 'status', 'duration', 'stages', 'metrics'], rows);
+  return EXIT_OK;
+}
+
+export async function showCommand(args: StoreArgs & { target: string }): Promise<number> {
+  const store = openStore(args);
+  const match = /^(?:([^/@]+)\/)?([^/@]+)(?:@v?(\d+))?$/.exec(args.target);
+  if (!match) throw new InputError(`"${args.target}" is not STAGE, STAGE@vN or PIPELINE/STAGE@vN`);
+  const [, pipelineName, stage, versionText] = match;
+  let pipeline = pipelineName;
+  if (!pipeline) {
+    const candidates: string[] = [];
+    for (const name of await pipelinesIn(store)) {
+      if ((await store.listVersions(name, stage)).length) candidates.push(name);
+    }
+    if (candidates.length !== 1) {
+      throw new InputError(
+        candidates.length
+          ? `stage "${stage}" exists in several pipelines (${candidates.join(', ')}): write PIPELINE/${stage}`
+          : `no stored stage "${stage}" in ${store.describe(store.root)}`,
+      );
+    }
+    pipeline = candidates[0];
+  }
+  const v = await store.openVersion(pipeline, stage, versionText ? Number(versionText) : undefined);
+  const m = v.manifest;
+  print(`${pipeline}/${stage}@v${v.version} (${m.kind}) ${store.describe(v.dir)}`);
+  print(`  fingerprint ${m.fingerprint}`);
+  print(`  run ${m.runId}, ${m.timings.startedAt}, ${(m.timings.durationMs / 1000).toFixed(1)}s on ${m.backend}, seed ${m.seed}`);
+  print(`  metrics: ${formatHeadline(m.metrics)}`);
+  print('  lineage:');
+  for (const input of Object.values(m.inputs.stages)) print(`    stage ${input.stage}@v${input.version} [${input.fingerprint.slice(0, 12)}]`);
+  for (const [name, data] of Object.entries(m.inputs.data)) {
+    print(`    data ${name} [${data.hash.slice(0, 12)}]: ${data.sources.map((s) => `${s.path} (${s.sha256.slice(0, 12)})`).join(', ')}`);
+  }
+  print('  files:');
+  for (const [file, digest] of Object.entries(m.files)) print(`    ${file} ${formatNumber(digest.bytes)} bytes sha256 ${digest.sha256.slice(0, 16)}`);
+  print(`  config: ${JSON.stringify(m.config)}`);
+  return EXIT_OK;
+}
+
+export async function schemaCommand(): Promise<number> {
+  registerAllStageKinds();
+  print(JSON.stringify(pipelineSchema(), null, 2));
+  return EXIT_OK;
+}
+
+function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknown> {
+  return Object.fromEntries(keys.filter((k) => k in o).map((k) => [k, o[k]]));
+}
+
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
+  print(fmt(header));
+  for (const row of rows) print(fmt(row));
+}

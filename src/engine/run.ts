@@ -1,0 +1,263 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { relative } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DataRef, InputRef, RunRecord, StageRunRecord } from '../artifacts/manifest.js';
+import type { ArtifactStore, StoredVersion } from '../artifacts/store.js';
+import { selectBackend, type BackendChoice, type BackendSelection } from '../backend/select.js';
+import { hashDataSource, loadDataset } from '../data/load.js';
+import type { LoadedDataset } from '../data/types.js';
+import { PipelineError, StageError } from '../errors.js';
+import type { Pipeline } from '../spec/pipeline.js';
+import { loadModelOutput } from '../stages/model-output.js';
+import type { StageContext, StageInput } from '../stages/types.js';
+import { withSeededMathRandom } from '../random.js';
+import { TFJS_VERSION, TOOL_VERSION } from '../version.js';
+import { explainDifference, fingerprintStage, type Fingerprint } from './fingerprint.js';
+import type { RunReporter } from './reporter.js';
+
+// Plan, then run (dvc's reproduce): the plan computes every stage's fingerprint up front (a
+// fingerprint depends on upstream fingerprints, not on upstream outputs, so no stage has to run to
+// know whether another is cached) and looks each up in the store; the run executes the misses in
+// graph order, publishing each as a new version.
+
+export interface StagePlan {
+  stage: string;
+  kind: string;
+  fingerprint: Fingerprint;
+  /** The stored version that will be reused, unless forced. */
+  cached?: StoredVersion;
+  action: 'reuse' | 'run';
+  reason: string;
+  dataRefs: Record<string, DataRef>;
+}
+
+export interface PlanOptions {
+  store: ArtifactStore;
+  force?: boolean;
+}
+
+export async function planPipeline(pipeline: Pipeline, options: PlanOptions): Promise<StagePlan[]> {
+  const plans = new Map<string, StagePlan>();
+  const dataHashes = new Map<string, DataRef>();
+  for (const name of pipeline.graph.order) {
+    const stage = pipeline.stages.get(name)!;
+    const dataRefs: Record<string, DataRef> = {};
+    for (const dataName of stage.data) {
+      if (!dataHashes.has(dataName)) {
+        dataHashes.set(
+          dataName,
+          await hashDataSource(dataName, pipeline.data[dataName], { baseDir: pipeline.baseDir, seed: pipeline.seed }),
+        );
+      }
+      dataRefs[dataName] = dataHashes.get(dataName)!;
+    }
+    const fingerprint = fingerprintStage({
+      kind: stage.kind.kind,
+      config: stage.config,
+      stages: Object.fromEntries(stage.deps.map((d) => [d, plans.get(d)!.fingerprint.fingerprint])),
+      data: Object.fromEntries(Object.entries(dataRefs).map(([k, v]) => [k, v.hash])),
+      seed: pipeline.seed,
+    });
+    const upstreamRuns = stage.deps.filter((d) => plans.get(d)!.action === 'run');
+    let cached: StoredVersion | undefined;
+    let reason: string;
+    if (options.force) {
+      reason = 'forced (--force)';
+    } else {
+      cached = await options.store.findByFingerprint(pipeline.name, name, fingerprint.fingerprint);
+      if (cached) reason = `same fingerprint as v${cached.version}`;
+      else if (upstreamRuns.length) reason = `input stage ${upstreamRuns.map((d) => `"${d}"`).join(', ')} will run`;
+      else reason = await explainMiss(options.store, pipeline.name, name, fingerprint, stage.config);
+    }
+    plans.set(name, {
+      stage: name,
+      kind: stage.kind.kind,
+      fingerprint,
+      cached,
+      action: cached ? 'reuse' : 'run',
+      reason,
+      dataRefs,
+    });
+  }
+  return [...plans.values()];
+}
+
+async function explainMiss(
+  store: ArtifactStore,
+  pipeline: string,
+  stage: string,
+  fp: Fingerprint,
+  config: Record<string, unknown>,
+): Promise<string> {
+  const latest = (await store.listVersions(pipeline, stage)).at(-1);
+  if (!latest) return 'never ran';
+  const reasons = explainDifference({ details: fp.details, config }, { details: latest.manifest.fingerprintDetails, config: latest.manifest.config });
+  return reasons.length ? `${reasons.join('; ')} since v${latest.version}` : `differs from v${latest.version}`;
+}
+
+export interface RunOptions extends PlanOptions {
+  /** From --backend; overrides the file's `backend`. */
+  backend?: BackendChoice;
+  reporter: RunReporter;
+  /** Set by the CLI on Ctrl-C: stages stop at the next batch and nothing is published. */
+  stopRequested?: () => boolean;
+}
+
+export async function runPipeline(pipeline: Pipeline, options: RunOptions): Promise<RunRecord> {
+  const { store, reporter } = options;
+  const release = await store.lock(pipeline.name);
+  const started = Date.now();
+  const record: RunRecord = {
+    schemaVersion: 1,
+    id: `${new Date(started).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`,
+    pipeline: pipeline.name,
+    file: relative(process.cwd(), pipeline.file) || pipeline.file,
+    status: 'running',
+    startedAt: new Date(started).toISOString(),
+    seed: pipeline.seed,
+    backend: options.backend ?? pipeline.backend,
+    overrides: pipeline.overrides,
+    force: Boolean(options.force),
+    stages: [],
+    host: hostname(),
+    pid: process.pid,
+  };
+  let recordPath = await store.writeRun(record);
+  try {
+    const plans = await planPipeline(pipeline, options);
+    record.stages = plans.map((p) => ({ stage: p.stage, kind: p.kind, status: 'pending', fingerprint: p.fingerprint.fingerprint, reason: p.reason }));
+    reporter.runStart(pipeline, plans);
+    const published = new Map<string, StoredVersion>();
+    const datasets = new Map<string, Promise<LoadedDataset>>();
+    let backend: BackendSelection | undefined;
+    for (const [index, plan] of plans.entries()) {
+      const entry = record.stages[index];
+      if (plan.action === 'reuse' && plan.cached) {
+        published.set(plan.stage, plan.cached);
+        Object.assign(entry, { status: 'reused', version: plan.cached.version, metrics: plan.cached.manifest.metrics });
+        reporter.stageReused(plan, plan.cached);
+        continue;
+      }
+      // Only now, when something must run, is a backend loaded: a fully cached run needs none.
+      backend ??= await selectBackend(options.backend ?? pipeline.backend);
+      if (index === plans.findIndex((p) => p.action === 'run')) {
+        record.backend = backend.name;
+        reporter.backendSelected(backend);
+      }
+      const stageStarted = Date.now();
+      reporter.stageStart(plan, index, plans.length);
+      try {
+        const version = await runStage(pipeline, plan, { store, backend, published, datasets, options, runId: record.id });
+        published.set(plan.stage, version);
+        Object.assign(entry, {
+          status: 'ran',
+          version: version.version,
+          durationMs: Date.now() - stageStarted,
+          metrics: version.manifest.metrics,
+        });
+        reporter.stageDone(plan, version, Date.now() - stageStarted);
+      } catch (err) {
+        Object.assign(entry, { status: 'failed', durationMs: Date.now() - stageStarted, error: (err as Error).message });
+        for (const rest of record.stages.slice(index + 1)) rest.status = 'skipped';
+        throw err instanceof PipelineError ? err : new StageError(plan.stage, `stage "${plan.stage}" failed: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    record.status = 'succeeded';
+    return record;
+  } catch (err) {
+    record.status = err instanceof InterruptedError ? 'interrupted' : 'failed';
+    record.error = (err as Error).message;
+    throw err;
+  } finally {
+    record.finishedAt = new Date().toISOString();
+    record.durationMs = Date.now() - started;
+    recordPath = await store.writeRun(record);
+    reporter.runEnd(record, store.describe(recordPath));
+    await release();
+  }
+}
+
+export class InterruptedError extends PipelineError {
+  constructor(stage: string) {
+    super(
+      'E_INTERRUPTED',
+      `interrupted during stage "${stage}": nothing of it was published; run the same command again to redo it`,
+      130,
+    );
+  }
+}
+
+interface StageRunState {
+  store: ArtifactStore;
+  backend: BackendSelection;
+  published: Map<string, StoredVersion>;
+  datasets: Map<string, Promise<LoadedDataset>>;
+  options: RunOptions;
+  runId: string;
+}
+
+async function runStage(pipeline: Pipeline, plan: StagePlan, state: StageRunState): Promise<StoredVersion> {
+  const stage = pipeline.stages.get(plan.stage)!;
+  const stopRequested = state.options.stopRequested ?? (() => false);
+  const startedAt = new Date();
+  return state.store.publish(pipeline.name, plan.stage, async (outDir) => {
+    const ctx: StageContext = {
+      pipeline: pipeline.name,
+      stage: plan.stage,
+      seed: pipeline.seed,
+      baseDir: pipeline.baseDir,
+      backend: state.backend,
+      outDir,
+      data: (name) => {
+        if (!state.datasets.has(name)) {
+          state.datasets.set(name, loadDataset(name, pipeline.data[name], { baseDir: pipeline.baseDir, seed: pipeline.seed }));
+        }
+        return state.datasets.get(name)!;
+      },
+      input: async (name): Promise<StageInput> => {
+        const version = state.published.get(name);
+        if (!version) throw new Error(`internal: stage "${name}" has not run before "${plan.stage}"`);
+        const metrics = version.manifest.metrics;
+        return { version, metrics, loadModel: () => loadModelOutput(version.dir) };
+      },
+      observer: state.options.reporter.observerFor(plan.stage),
+      shouldStop: stopRequested,
+    };
+    const result = await withSeededMathRandom(pipeline.seed, `stage:${plan.stage}`, () => stage.kind.run(ctx, stage.config));
+    if (stopRequested()) throw new InterruptedError(plan.stage);
+    await writeFile(join(outDir, 'metrics.json'), `${JSON.stringify(result.metrics, null, 2)}\n`);
+    const finishedAt = new Date();
+    const stages: Record<string, InputRef> = Object.fromEntries(
+      stage.deps.map((d) => {
+        const v = state.published.get(d)!;
+        return [d, { stage: d, version: v.version, fingerprint: v.manifest.fingerprint }];
+      }),
+    );
+    return {
+      kind: stage.kind.kind,
+      fingerprint: plan.fingerprint.fingerprint,
+      fingerprintDetails: plan.fingerprint.details,
+      config: stage.config,
+      inputs: { stages, data: plan.dataRefs },
+      seed: pipeline.seed,
+      backend: state.backend.name,
+      libraries: {
+        'tfjs-pipeline': TOOL_VERSION,
+        '@tensorflow/tfjs-core': TFJS_VERSION,
+        node: process.version,
+        ...(state.backend.details.adapter ? { adapter: state.backend.details.adapter } : {}),
+      },
+      timings: {
+        startedAt: startedAt.toISOString(),
+        finishedAt: finishedAt.toISOString(),
+        durationMs: finishedAt.getTime() - startedAt.getTime(),
+      },
+      runId: state.runId,
+      metrics: result.headline,
+    };
+  });
+}
+
+export type { StageRunRecord };

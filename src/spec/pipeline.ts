@@ -1,0 +1,90 @@
+import { dirname, resolve } from 'node:path';
+import type { BackendChoice } from '../backend/select.js';
+import type { DataSpec } from '../data/types.js';
+import { buildStageGraph, type StageGraph } from '../engine/graph.js';
+import { getStageKind } from '../stages/registry.js';
+import { registerAllStageKinds } from '../stages/register-all.js';
+import type { StageKind } from '../stages/types.js';
+import { SpecError, type Diagnostic } from './diagnostics.js';
+import type { SpecDocument } from './document.js';
+import { loadSpec } from './load.js';
+import { pipelineSchema } from './schema.js';
+
+// The one entry point from a pipeline file to a checked, typed pipeline: parse (positions kept),
+// apply --set, validate against the schema, resolve each stage's defaults, then check the graph
+// (dangling references, cycles). Every problem found becomes a diagnostic with file:line:col.
+
+export interface ResolvedStage {
+  name: string;
+  kind: StageKind;
+  /** Options with defaults filled in (what the fingerprint covers). */
+  config: Record<string, unknown>;
+  deps: string[];
+  data: string[];
+}
+
+export interface Pipeline {
+  file: string;
+  baseDir: string;
+  name: string;
+  seed: number;
+  backend: BackendChoice;
+  data: Record<string, DataSpec>;
+  stages: Map<string, ResolvedStage>;
+  graph: StageGraph;
+  overrides: string[];
+  doc: SpecDocument;
+}
+
+interface RawPipeline {
+  name: string;
+  seed?: number;
+  backend?: BackendChoice;
+  data?: Record<string, DataSpec>;
+  stages: Record<string, { uses: string; description?: string } & Record<string, unknown>>;
+}
+
+export async function loadPipeline(file: string, sets: string[] = []): Promise<Pipeline> {
+  registerAllStageKinds();
+  const doc = await loadSpec(file, { schema: pipelineSchema(), sets });
+  const raw = doc.data as RawPipeline;
+  const data = raw.data ?? {};
+  const stages = new Map<string, ResolvedStage>();
+  const dataOf = (name: string, seen = new Set<string>()): string | undefined => {
+    const stage = raw.stages[name];
+    if (!stage || seen.has(name)) return undefined;
+    seen.add(name);
+    if (typeof stage.data === 'string') return stage.data;
+    const upstream = stage.from ?? stage.teacher;
+    return typeof upstream === 'string' ? dataOf(upstream, seen) : undefined;
+  };
+  for (const [name, stage] of Object.entries(raw.stages)) {
+    const { uses, description: _description, ...options } = stage;
+    const kind = getStageKind(uses);
+    const config = kind.resolve(options, { dataOf });
+    const inputs = kind.inputs(config);
+    stages.set(name, { name, kind, config, deps: inputs.stages, data: inputs.data });
+  }
+  const { graph, problems } = buildStageGraph([...stages.values()], Object.keys(data));
+  if (!graph) {
+    const diagnostics: Diagnostic[] = problems.map((p) => {
+      const raw_ = raw.stages[p.stage];
+      const key = Object.keys(raw_).find((k) => raw_[k] === p.reference) ?? 'uses';
+      const path = ['stages', p.stage, key];
+      return { ...doc.positionOf(path), path: path.join('.'), message: p.message };
+    });
+    throw new SpecError(diagnostics, doc.file);
+  }
+  return {
+    file: doc.file,
+    baseDir: dirname(resolve(doc.file)),
+    name: raw.name,
+    seed: raw.seed ?? 42,
+    backend: raw.backend ?? 'auto',
+    data,
+    stages,
+    graph,
+    overrides: doc.overrides,
+    doc,
+  };
+}

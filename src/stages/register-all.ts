@@ -1,0 +1,17 @@
+import { evaluateStage } from './evaluate.js';
+import { registerStageKind, listStageKinds } from './registry.js';
+import { trainStage } from './train.js';
+import type { StageKind } from './types.js';
+
+// Every stage kind, registered explicitly in one place (tfjs's register_all_kernels pattern).
+const ALL: StageKind<never>[] = [trainStage as StageKind<never>, evaluateStage as StageKind<never>];
+
+let registered = false;
+
+export function registerAllStageKinds(): void {
+  if (registered) return;
+  registered = true;
+  for (const kind of ALL) registerStageKind(kind as unknown as StageKind);
+}
+
+export { listStageKinds };

@@ -1,0 +1,66 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { StoredVersion } from '../artifacts/store.js';
+import type { BackendSelection } from '../backend/select.js';
+import type { LoadedDataset } from '../data/types.js';
+import type { TrainingObserver } from '../train/progress.js';
+
+// One interface for every stage kind (train, evaluate, distill, ...): each file under src/stages/
+// exports one StageKind, and register-all.ts registers them. The engine knows nothing else of a kind.
+
+export type JsonSchema = Record<string, unknown>;
+
+export interface StageInputs {
+  /** Upstream stages whose outputs this stage reads. */
+  stages: string[];
+  /** Data sets (keys of the pipeline's `data`) this stage reads. */
+  data: string[];
+}
+
+/** A model-producing upstream stage as a downstream stage sees it. */
+export interface StageInput {
+  version: StoredVersion;
+  loadModel(): Promise<tf.LayersModel>;
+  /** The stage's metrics.json. */
+  metrics: Record<string, unknown>;
+}
+
+export interface StageContext {
+  pipeline: string;
+  stage: string;
+  seed: number;
+  /** The pipeline file's folder: relative paths in options start here. */
+  baseDir: string;
+  backend: BackendSelection;
+  /** The (temporary) folder that becomes this stage's version when run returns. */
+  outDir: string;
+  data(name: string): Promise<LoadedDataset>;
+  input(stage: string): Promise<StageInput>;
+  observer: TrainingObserver;
+  /** True once the user asked to stop (Ctrl-C); long loops check it between batches. */
+  shouldStop(): boolean;
+}
+
+export interface StageResult {
+  /** Written to metrics.json. */
+  metrics: Record<string, unknown>;
+  /** A few numbers for the run record and the summary line, e.g. {test_accuracy: 0.97}. */
+  headline: Record<string, number>;
+}
+
+/** What the engine can tell a kind about the rest of the pipeline when it resolves defaults. */
+export interface ResolveContext {
+  /** The data set a stage trained on, following `from` links upstream. */
+  dataOf(stage: string): string | undefined;
+}
+
+export interface StageKind<Options extends Record<string, unknown> = Record<string, unknown>> {
+  kind: string;
+  description: string;
+  /** JSON Schema properties of the options besides `uses`; required keys. */
+  options: Record<string, JsonSchema>;
+  required: string[];
+  /** Options with every default filled in: what the fingerprint covers and the manifest records. */
+  resolve(options: Options, ctx: ResolveContext): Options;
+  inputs(resolved: Options): StageInputs;
+  run(ctx: StageContext, resolved: Options): Promise<StageResult>;
+}

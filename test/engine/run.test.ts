@@ -1,0 +1,116 @@
+import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { LocalArtifactStore } from '../../src/artifacts/store.js';
+import { planPipeline, runPipeline } from '../../src/engine/run.js';
+import { TerminalReporter } from '../../src/report/terminal.js';
+import { loadPipeline } from '../../src/spec/pipeline.js';
+import { ROOT, fixture, removeTempDirs, tempDir } from '../helpers.js';
+
+const quiet = new TerminalReporter({ quiet: true });
+
+/** The iris fixture copied with its data into a temp folder, so a test may change the data. */
+async function irisWorkspace(): Promise<{ dir: string; file: string; csv: string; store: LocalArtifactStore }> {
+  const dir = await tempDir();
+  const yaml = (await readFile(fixture('iris.yaml'), 'utf8')).replace('../../data/iris.csv', 'iris.csv');
+  await writeFile(join(dir, 'iris.yaml'), yaml);
+  await copyFile(join(ROOT, 'data', 'iris.csv'), join(dir, 'iris.csv'));
+  return { dir, file: join(dir, 'iris.yaml'), csv: join(dir, 'iris.csv'), store: new LocalArtifactStore(join(dir, 'artifacts')) };
+}
+
+const statuses = (record: { stages: { stage: string; status: string; version?: number }[] }) =>
+  Object.fromEntries(record.stages.map((s) => [s.stage, `${s.status}@v${s.version}`]));
+
+test.after(removeTempDirs);
+
+test('first run trains, second reuses every stage by fingerprint', async () => {
+  const ws = await irisWorkspace();
+  const first = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet });
+  assert.equal(statuses(first), { net: 'ran@v1', check: 'ran@v1' });
+  const second = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet });
+  assert.equal(statuses(second), { net: 'reused@v1', check: 'reused@v1' });
+  assert.is(second.status, 'succeeded');
+  const runs = await ws.store.listRuns('iris');
+  assert.is(runs.length, 2);
+});
+
+test('a config change (also through --set) reruns that stage and its dependents, and the plan says why', async () => {
+  const ws = await irisWorkspace();
+  await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet });
+  const changed = await loadPipeline(ws.file, ['net.epochs=2']);
+  const plan = await planPipeline(changed, { store: ws.store });
+  assert.is(plan[0].action, 'run');
+  assert.match(plan[0].reason, 'config changed (epochs: 3 -> 2)');
+  assert.is(plan[1].action, 'run');
+  assert.match(plan[1].reason, 'input stage "net" will run');
+  const record = await runPipeline(changed, { store: ws.store, reporter: quiet });
+  assert.equal(statuses(record), { net: 'ran@v2', check: 'ran@v2' });
+  assert.equal(record.overrides, ['net.epochs=2']);
+});
+
+test('a data change reruns the stages that read it', async () => {
+  const ws = await irisWorkspace();
+  await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet });
+  const csv = await readFile(ws.csv, 'utf8');
+  await writeFile(ws.csv, csv.replace('5.1,3.5,1.4,0.2,0', '5.2,3.5,1.4,0.2,0'));
+  const plan = await planPipeline(await loadPipeline(ws.file), { store: ws.store });
+  assert.is(plan[0].action, 'run');
+  assert.match(plan[0].reason, 'data "iris" changed');
+});
+
+test('--force reruns cached stages as new versions', async () => {
+  const ws = await irisWorkspace();
+  await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet });
+  const forced = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet, force: true });
+  assert.equal(statuses(forced), { net: 'ran@v2', check: 'ran@v2' });
+});
+
+test('a seeded cpu run reproduces bit for bit: same weight hashes in two stores', async () => {
+  const a = await irisWorkspace();
+  const b = await irisWorkspace();
+  await runPipeline(await loadPipeline(a.file), { store: a.store, reporter: quiet });
+  await runPipeline(await loadPipeline(b.file), { store: b.store, reporter: quiet });
+  const [va, vb] = [await a.store.openVersion('iris', 'net'), await b.store.openVersion('iris', 'net')];
+  assert.is(va.manifest.files['group1-shard1of1.bin'].sha256, vb.manifest.files['group1-shard1of1.bin'].sha256);
+  assert.is(va.manifest.fingerprint, vb.manifest.fingerprint);
+  // A different seed gives different weights: the hash above is not constant by construction.
+  const c = await irisWorkspace();
+  await runPipeline(await loadPipeline(c.file, ['seed=8']), { store: c.store, reporter: quiet });
+  const vc = await c.store.openVersion('iris', 'net');
+  assert.is.not(vc.manifest.files['group1-shard1of1.bin'].sha256, va.manifest.files['group1-shard1of1.bin'].sha256);
+});
+
+test('a flipped byte in a stored shard is refused, naming the file, and --force rebuilds', async () => {
+  const ws = await irisWorkspace();
+  await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet });
+  const shard = join(ws.store.root, 'iris', 'net', 'v1', 'group1-shard1of1.bin');
+  const bytes = await readFile(shard);
+  bytes[10] ^= 0xff;
+  await writeFile(shard, bytes);
+  try {
+    await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet });
+    assert.unreachable('tampered artifact was accepted');
+  } catch (err) {
+    assert.instance(err, Error);
+    assert.match((err as Error).message, 'group1-shard1of1.bin was changed after it was stored');
+    assert.match((err as Error).message, '--force');
+  }
+  const rebuilt = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet, force: true });
+  assert.equal(statuses(rebuilt), { net: 'ran@v2', check: 'ran@v2' });
+});
+
+test('stage metrics: test accuracy, per-class precision/recall/F1 and a confusion matrix', async () => {
+  const ws = await irisWorkspace();
+  await runPipeline(await loadPipeline(ws.file, ['net.epochs=40']), { store: ws.store, reporter: quiet });
+  const check = await ws.store.openVersion('iris', 'check');
+  const metrics = JSON.parse(await readFile(join(check.dir, 'metrics.json'), 'utf8'));
+  assert.is(metrics.samples, 30);
+  assert.ok(metrics.accuracy >= 0.85, `iris test accuracy ${metrics.accuracy} below 0.85`);
+  assert.is(metrics.perClass.length, 3);
+  assert.is(metrics.confusionMatrix.flat().reduce((a: number, b: number) => a + b, 0), 30);
+  const diagonal = metrics.confusionMatrix.reduce((s: number, row: number[], i: number) => s + row[i], 0);
+  assert.is(diagonal / 30, metrics.accuracy);
+});
+
+test.run();
