@@ -1,6 +1,7 @@
-import { createRequire } from 'node:module';
+import { version_core } from '@tensorflow/tfjs-core';
+// A static JSON import (not a runtime require of a relative path) so bundles for the GPU machine
+// carry the version too.
+import packageJson from '../package.json' with { type: 'json' };
 
-const require = createRequire(import.meta.url);
-
-export const TOOL_VERSION: string = (require('../../package.json') as { version: string }).version;
-export const TFJS_VERSION: string = (require('@tensorflow/tfjs-core/package.json') as { version: string }).version;
+export const TOOL_VERSION: string = packageJson.version;
+export const TFJS_VERSION: string = version_core;
