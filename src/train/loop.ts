@@ -102,8 +102,10 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         )!;
         steps++;
         o.callbacks?.afterStep?.(steps);
-        const nextLoss = tf.add(lossSum, tf.mul(cost, rows.length)) as tf.Scalar;
-        const nextCorrect = tf.add(correctSum, correct!) as tf.Scalar;
+        const [nextLoss, nextCorrect] = tf.tidy(() => [
+          tf.add(lossSum, tf.mul(cost, rows.length)) as tf.Scalar,
+          tf.add(correctSum, correct!) as tf.Scalar,
+        ]);
         tf.dispose([lossSum, correctSum, cost, correct!, xb, yb, indices]);
         lossSum = nextLoss;
         correctSum = nextCorrect;

@@ -1,0 +1,80 @@
+import * as tf from '@tensorflow/tfjs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadDataset } from '../../src/data/load.js';
+import type { LoadedDataset } from '../../src/data/types.js';
+import { parseLossSpec } from '../../src/models/losses.js';
+import { fit, type FitOptions } from '../../src/train/loop.js';
+import { evaluateClassifier } from '../../src/train/metrics.js';
+import { silentObserver } from '../../src/train/progress.js';
+import { ROOT } from '../helpers.js';
+
+const iris = await loadDataset(
+  'iris',
+  { format: 'csv', path: 'data/iris.csv', header: false, skipRows: 1, label: 4, normalize: 'standard', split: { validation: 0.2, test: 0.2 } },
+  { baseDir: ROOT, seed: 1 },
+);
+
+function net(): tf.LayersModel {
+  const model = tf.sequential();
+  model.add(tf.layers.dense({ inputShape: [4], units: 16, activation: 'relu' }));
+  model.add(tf.layers.dense({ units: 3 }));
+  return model;
+}
+
+function options(model: tf.LayersModel, data: LoadedDataset, overrides: Partial<FitOptions>): FitOptions {
+  return {
+    model, train: data.train, validation: data.validation, featureShape: data.featureShape, numClasses: 3,
+    epochs: 10, batchSize: 16, loss: parseLossSpec(undefined),
+    outputIsProbabilities: false, monitor: 'val_loss', minDelta: 0, restoreBestWeights: true, shuffle: true,
+    seed: 1, purpose: 'test', observer: silentObserver, ...overrides,
+    // Built only when not given: each Adam holds tensors of its own, which would blur the leak check.
+    optimizer: overrides.optimizer ?? tf.train.adam(0.01),
+  };
+}
+
+test('tensor count stays flat across epochs (no leaks)', async () => {
+  const model = net();
+  const optimizer = tf.train.adam(0.01);
+  await fit(options(model, iris, { epochs: 1, optimizer }));
+  await fit(options(model, iris, { epochs: 2, optimizer }));
+  const steady = tf.memory().numTensors;
+  await fit(options(model, iris, { epochs: 6, optimizer }));
+  assert.is(tf.memory().numTensors, steady, 'tensors grew with the number of epochs');
+});
+
+test('learns iris: validation accuracy rises well above chance', async () => {
+  const result = await fit(options(net(), iris, { epochs: 30 }));
+  assert.is(result.history.length, 30);
+  assert.ok(result.history.at(-1)!.val_accuracy >= 0.8, `val accuracy ${result.history.at(-1)!.val_accuracy}`);
+  assert.is(result.steps, 30 * Math.ceil(iris.train.count / 16));
+});
+
+test('early stopping stops after `patience` epochs without improvement', async () => {
+  // minDelta larger than any possible improvement: only epoch 1 counts as one.
+  const result = await fit(options(net(), iris, { epochs: 10, patience: 2, minDelta: 100 }));
+  assert.is(result.history.length, 3);
+  assert.ok(result.stoppedEarly);
+  assert.is(result.bestEpoch, 1);
+});
+
+test('the best epoch is restored: the model ends with that epoch’s validation loss', async () => {
+  const model = net();
+  // A learning rate this high makes validation loss jump around, so the last epoch is rarely the best.
+  const result = await fit(options(model, iris, { epochs: 8, optimizer: tf.train.sgd(3) }));
+  const best = result.history[result.bestEpoch - 1];
+  const after = await evaluateClassifier(model, iris.validation, [4], iris.classes, parseLossSpec(undefined), false);
+  assert.ok(Math.abs(after.loss - best.val_loss) < 1e-5, `after ${after.loss} vs best ${best.val_loss}`);
+  assert.ok(result.history.every((h) => h.val_loss >= best.val_loss));
+});
+
+test('a diverging loss stops training with a clear error', async () => {
+  try {
+    await fit(options(net(), iris, { epochs: 5, optimizer: tf.train.sgd(1e12) }));
+    assert.unreachable('diverged run finished');
+  } catch (err) {
+    assert.match((err as Error).message, /training diverged in epoch \d+: loss is (NaN|Infinity)/);
+  }
+});
+
+test.run();
