@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { namedChoiceSchema, parseNamedChoice, type NamedChoice } from './named-choice.js';
 
 // Classification losses on integer labels. They take the model's raw output and whether it is
 // already a softmax: from logits the cross-entropy goes through log-softmax (stable); from
@@ -6,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 
 export const LOSSES = ['sparseCategoricalCrossentropy', 'categoricalCrossentropy', 'meanSquaredError'] as const;
 export type LossName = (typeof LOSSES)[number];
-export type LossSpec = LossName | Partial<Record<LossName, { labelSmoothing?: number } | null>>;
+export type LossSpec = NamedChoice<LossName, { labelSmoothing?: number }>;
 
 const EPSILON = 1e-7;
 
@@ -16,10 +17,8 @@ export interface ResolvedLoss {
 }
 
 export function parseLossSpec(spec: LossSpec | undefined): ResolvedLoss {
-  if (spec === undefined) return { name: 'sparseCategoricalCrossentropy', labelSmoothing: 0 };
-  if (typeof spec === 'string') return { name: spec, labelSmoothing: 0 };
-  const [name, options] = Object.entries(spec)[0] as [LossName, { labelSmoothing?: number } | null];
-  return { name, labelSmoothing: options?.labelSmoothing ?? 0 };
+  const { name, options } = parseNamedChoice(spec ?? 'sparseCategoricalCrossentropy');
+  return { name, labelSmoothing: options.labelSmoothing ?? 0 };
 }
 
 /** Log-probabilities of each class, from logits or from a softmax output. */
@@ -50,26 +49,9 @@ export function classificationLoss(
 }
 
 export function lossSchema(): Record<string, unknown> {
-  return {
-    description: 'loss by name, e.g. sparseCategoricalCrossentropy, or {categoricalCrossentropy: {labelSmoothing: 0.1}}',
-    oneOf: [
-      { type: 'string', enum: [...LOSSES] },
-      {
-        type: 'object',
-        minProperties: 1,
-        maxProperties: 1,
-        properties: Object.fromEntries(
-          LOSSES.map((n) => [
-            n,
-            {
-              type: ['object', 'null'],
-              properties: { labelSmoothing: { type: 'number', minimum: 0, exclusiveMaximum: 1 } },
-              additionalProperties: false,
-            },
-          ]),
-        ),
-        additionalProperties: false,
-      },
-    ],
-  };
+  const labelSmoothing = { type: 'number', minimum: 0, exclusiveMaximum: 1 };
+  return namedChoiceSchema(
+    'loss by name, e.g. sparseCategoricalCrossentropy, or {categoricalCrossentropy: {labelSmoothing: 0.1}}',
+    Object.fromEntries(LOSSES.map((n) => [n, { labelSmoothing }])),
+  );
 }

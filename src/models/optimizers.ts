@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
+import { namedChoiceSchema, parseNamedChoice, type NamedChoice } from './named-choice.js';
 
-// `optimizer: adam` or `optimizer: {adam: {learningRate: 0.001}}`: the name of a tfjs optimizer and
-// its parameters, with Keras's defaults where one is not given.
+// tfjs optimizers by name with their parameters, with Keras's defaults where one is not given.
 
 const NUMBER = { type: 'number' };
 const POSITIVE = { type: 'number', exclusiveMinimum: 0 };
@@ -9,79 +9,53 @@ const POSITIVE = { type: 'number', exclusiveMinimum: 0 };
 export const OPTIMIZERS = {
   sgd: {
     options: { learningRate: POSITIVE, momentum: { type: 'number', minimum: 0 }, nesterov: { type: 'boolean' } },
-    create: (o: Record<string, number | boolean>) =>
+    create: (o: Partial<Record<string, number | boolean>>) =>
       o.momentum
         ? tf.train.momentum(num(o.learningRate, 0.01), num(o.momentum, 0), Boolean(o.nesterov))
         : tf.train.sgd(num(o.learningRate, 0.01)),
   },
   adam: {
     options: { learningRate: POSITIVE, beta1: NUMBER, beta2: NUMBER, epsilon: POSITIVE },
-    create: (o: Record<string, number | boolean>) =>
+    create: (o: Partial<Record<string, number | boolean>>) =>
       tf.train.adam(num(o.learningRate, 0.001), num(o.beta1, 0.9), num(o.beta2, 0.999), num(o.epsilon, 1e-7)),
   },
   adamax: {
     options: { learningRate: POSITIVE, beta1: NUMBER, beta2: NUMBER, epsilon: POSITIVE },
-    create: (o: Record<string, number | boolean>) =>
+    create: (o: Partial<Record<string, number | boolean>>) =>
       tf.train.adamax(num(o.learningRate, 0.002), num(o.beta1, 0.9), num(o.beta2, 0.999), num(o.epsilon, 1e-7)),
   },
   rmsprop: {
     options: { learningRate: POSITIVE, decay: NUMBER, momentum: NUMBER, epsilon: POSITIVE },
-    create: (o: Record<string, number | boolean>) =>
+    create: (o: Partial<Record<string, number | boolean>>) =>
       tf.train.rmsprop(num(o.learningRate, 0.001), num(o.decay, 0.9), num(o.momentum, 0), num(o.epsilon, 1e-7)),
   },
   adagrad: {
     options: { learningRate: POSITIVE, initialAccumulatorValue: POSITIVE },
-    create: (o: Record<string, number | boolean>) =>
+    create: (o: Partial<Record<string, number | boolean>>) =>
       tf.train.adagrad(num(o.learningRate, 0.01), num(o.initialAccumulatorValue, 0.1)),
   },
   adadelta: {
     options: { learningRate: POSITIVE, rho: NUMBER, epsilon: POSITIVE },
-    create: (o: Record<string, number | boolean>) =>
+    create: (o: Partial<Record<string, number | boolean>>) =>
       tf.train.adadelta(num(o.learningRate, 1), num(o.rho, 0.95), num(o.epsilon, 1e-7)),
   },
 } as const;
 
 export type OptimizerName = keyof typeof OPTIMIZERS;
-export type OptimizerSpec = OptimizerName | Partial<Record<OptimizerName, Record<string, number | boolean>>>;
+export type OptimizerSpec = NamedChoice<OptimizerName, Record<string, number | boolean>>;
 
 function num(value: number | boolean | undefined, fallback: number): number {
   return typeof value === 'number' ? value : fallback;
 }
 
-export function parseOptimizerSpec(spec: OptimizerSpec): { name: OptimizerName; options: Record<string, number | boolean> } {
-  if (typeof spec === 'string') return { name: spec, options: {} };
-  const [name, options] = Object.entries(spec)[0] as [OptimizerName, Record<string, number | boolean> | null];
-  return { name, options: options ?? {} };
-}
-
 export function createOptimizer(spec: OptimizerSpec): tf.Optimizer {
-  const { name, options } = parseOptimizerSpec(spec);
+  const { name, options } = parseNamedChoice(spec);
   return OPTIMIZERS[name].create(options);
 }
 
-/** JSON Schema: a name, or a mapping of one name to its parameters. */
 export function optimizerSchema(): Record<string, unknown> {
-  const names = Object.keys(OPTIMIZERS);
-  return {
-    description: 'a tfjs optimizer by name, e.g. adam, or with parameters: {adam: {learningRate: 0.001}}',
-    oneOf: [
-      { type: 'string', enum: names },
-      {
-        type: 'object',
-        minProperties: 1,
-        maxProperties: 1,
-        properties: Object.fromEntries(
-          names.map((n) => [
-            n,
-            {
-              type: ['object', 'null'],
-              properties: OPTIMIZERS[n as OptimizerName].options,
-              additionalProperties: false,
-            },
-          ]),
-        ),
-        additionalProperties: false,
-      },
-    ],
-  };
+  return namedChoiceSchema(
+    'a tfjs optimizer by name, e.g. adam, or with parameters: {adam: {learningRate: 0.001}}',
+    Object.fromEntries(Object.entries(OPTIMIZERS).map(([name, o]) => [name, o.options])),
+  );
 }
