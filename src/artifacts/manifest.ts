@@ -28,6 +28,7 @@ export interface ManifestDraft {
     config: string;
     stages: Record<string, string>;
     data: Record<string, string>;
+    files: Record<string, string>;
     seed: number;
     code: string;
   };

@@ -11,13 +11,22 @@ export interface FingerprintInputs {
   config: Record<string, unknown>;
   stages: Record<string, string>;
   data: Record<string, string>;
+  /** sha256 of files the stage reads from outside the store, by path. */
+  files: Record<string, string>;
   seed: number;
 }
 
 export interface Fingerprint {
   fingerprint: string;
   /** One hash per component, to explain a cache miss. */
-  details: { config: string; stages: Record<string, string>; data: Record<string, string>; seed: number; code: string };
+  details: {
+    config: string;
+    stages: Record<string, string>;
+    data: Record<string, string>;
+    files: Record<string, string>;
+    seed: number;
+    code: string;
+  };
 }
 
 export function fingerprintStage(inputs: FingerprintInputs): Fingerprint {
@@ -26,6 +35,7 @@ export function fingerprintStage(inputs: FingerprintInputs): Fingerprint {
     config: sha256(canonicalJson({ kind: inputs.kind, config: inputs.config })),
     stages: inputs.stages,
     data: inputs.data,
+    files: inputs.files,
     seed: inputs.seed,
     code,
   };
@@ -47,6 +57,9 @@ export function explainDifference(
   }
   for (const [name, hash] of Object.entries(now.data)) {
     if (before.data[name] !== hash) reasons.push(`data "${name}" changed`);
+  }
+  for (const [path, hash] of Object.entries(now.files)) {
+    if (before.files?.[path] !== hash) reasons.push(`file ${path} changed`);
   }
   if (before.seed !== now.seed) reasons.push(`seed changed (${before.seed} -> ${now.seed})`);
   if (before.code !== now.code) reasons.push(`code changed (${before.code} -> ${now.code})`);

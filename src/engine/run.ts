@@ -8,8 +8,9 @@ import type { ArtifactStore, StoredVersion } from '../artifacts/store.js';
 import { selectBackend, type BackendChoice, type BackendSelection } from '../backend/select.js';
 import { hashDataSource, loadDataset } from '../data/load.js';
 import type { LoadedDataset } from '../data/types.js';
-import { PipelineError, StageError } from '../errors.js';
-import type { Pipeline } from '../spec/pipeline.js';
+import { InputError, PipelineError, StageError } from '../errors.js';
+import type { Pipeline, ResolvedStage } from '../spec/pipeline.js';
+import { sha256File } from '../util/hash.js';
 import { loadModelOutput } from '../stages/model-output.js';
 import type { StageContext, StageInput } from '../stages/types.js';
 import { withSeededMathRandom } from '../random.js';
@@ -58,6 +59,7 @@ export async function planPipeline(pipeline: Pipeline, options: PlanOptions): Pr
       config: stage.config,
       stages: Object.fromEntries(stage.deps.map((d) => [d, plans.get(d)!.fingerprint.fingerprint])),
       data: Object.fromEntries(Object.entries(dataRefs).map(([k, v]) => [k, v.hash])),
+      files: await hashExternalFiles(stage, pipeline.baseDir),
       seed: pipeline.seed,
     });
     const upstreamRuns = stage.deps.filter((d) => plans.get(d)!.action === 'run');
@@ -82,6 +84,19 @@ export async function planPipeline(pipeline: Pipeline, options: PlanOptions): Pr
     });
   }
   return [...plans.values()];
+}
+
+async function hashExternalFiles(stage: ResolvedStage, baseDir: string): Promise<Record<string, string>> {
+  const files = (await stage.kind.externalFiles?.(stage.config, baseDir)) ?? [];
+  const hashes: Record<string, string> = {};
+  for (const file of files) {
+    try {
+      hashes[relative(baseDir, file) || file] = (await sha256File(file)).sha256;
+    } catch {
+      throw new InputError(`stage "${stage.name}" reads ${file}, which cannot be read`);
+    }
+  }
+  return hashes;
 }
 
 async function explainMiss(

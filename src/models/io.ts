@@ -17,17 +17,32 @@ export interface SavedModelFiles {
   weightBytes: number;
 }
 
+/**
+ * Rewrites the weights on their way to disk: gets tfjs's float specs and bytes, returns the specs
+ * and bytes to write. Weight quantization uses it, so model.json keeps a single writer.
+ */
+export type WeightsEncoder = (
+  specs: tf.io.WeightsManifestEntry[],
+  data: Uint8Array,
+) => { specs: tf.io.WeightsManifestEntry[]; data: Uint8Array };
+
+export interface SaveOptions {
+  shardBytes?: number;
+  userDefinedMetadata?: Record<string, unknown>;
+  encodeWeights?: WeightsEncoder;
+}
+
 /** Writes `model` as model.json plus weight shards of at most `shardBytes` into `dir`. */
-export async function saveLayersModel(
-  model: tf.LayersModel,
-  dir: string,
-  options: { shardBytes?: number; userDefinedMetadata?: Record<string, unknown> } = {},
-): Promise<SavedModelFiles> {
+export async function saveLayersModel(model: tf.LayersModel, dir: string, options: SaveOptions = {}): Promise<SavedModelFiles> {
   const shardBytes = options.shardBytes ?? DEFAULT_SHARD_BYTES;
   let files: SavedModelFiles | undefined;
   await model.save(
     tf.io.withSaveHandler(async (artifacts) => {
-      const data = new Uint8Array((artifacts.weightData as ArrayBuffer | undefined) ?? new ArrayBuffer(0));
+      const float = {
+        specs: artifacts.weightSpecs ?? [],
+        data: new Uint8Array((artifacts.weightData as ArrayBuffer | undefined) ?? new ArrayBuffer(0)),
+      };
+      const { specs, data } = options.encodeWeights ? options.encodeWeights(float.specs, float.data) : float;
       const count = Math.max(1, Math.ceil(data.byteLength / shardBytes));
       const shards: string[] = [];
       for (let i = 0; i < count; i++) {
@@ -40,7 +55,7 @@ export async function saveLayersModel(
         format: 'layers-model',
         generatedBy: artifacts.generatedBy,
         convertedBy: 'tfjs-pipeline',
-        weightsManifest: [{ paths: shards, weights: artifacts.weightSpecs ?? [] }],
+        weightsManifest: [{ paths: shards, weights: specs }],
         ...(options.userDefinedMetadata ? { userDefinedMetadata: options.userDefinedMetadata as tf.io.ModelJSON['userDefinedMetadata'] } : {}),
       };
       await writeFileSynced(join(dir, MODEL_JSON), JSON.stringify(modelJson));
@@ -96,6 +111,18 @@ export async function readModelArtifacts(modelJsonPath: string): Promise<tf.io.M
   };
 }
 
+/** model.json and the weight shards it names: what a model read from a path consists of. */
+export async function modelFiles(modelJsonPath: string): Promise<string[]> {
+  try {
+    const json = JSON.parse(await readFile(modelJsonPath, 'utf8')) as tf.io.ModelJSON;
+    const shards = (json.weightsManifest ?? []).flatMap((group) => group.paths);
+    return [modelJsonPath, ...shards.map((p) => join(dirname(modelJsonPath), basename(p)))];
+  } catch {
+    // Unreadable: the stage reports it with a clear error when it loads the model.
+    return [modelJsonPath];
+  }
+}
+
 export async function loadLayersModelFrom(modelJsonPath: string): Promise<tf.LayersModel> {
   const artifacts = await readModelArtifacts(modelJsonPath);
   try {
@@ -115,6 +142,11 @@ function weightBytes(spec: tf.io.WeightsManifestEntry, file: string): number {
   const dtype = spec.quantization?.dtype ?? spec.dtype;
   const bytes = BYTES_PER_VALUE[dtype];
   if (bytes === undefined) throw new InputError(`${file}: weight "${spec.name}" has unsupported dtype "${dtype}"`);
+  const q = spec.quantization;
+  // tfjs would dequantize a missing scale or min to NaN weights without a word.
+  if (q && q.dtype !== 'float16' && !(Number.isFinite(q.scale) && Number.isFinite(q.min))) {
+    throw new InputError(`${file}: weight "${spec.name}" is quantized to ${q.dtype} without a finite "scale" and "min"`);
+  }
   return count * bytes;
 }
 

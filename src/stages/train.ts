@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { buildModel, countParameters, outputsProbabilities, type ModelSpec } from '../models/build.js';
+import { modelFiles } from '../models/io.js';
 import { layerSchema } from '../models/layers.js';
 import { lossSchema, parseLossSpec, type LossSpec } from '../models/losses.js';
 import { createOptimizer, optimizerSchema, type OptimizerSpec } from '../models/optimizers.js';
@@ -84,6 +85,7 @@ export const trainStage: StageKind<TrainOptions> = {
   required: ['data', 'model'],
   resolve: (o) => resolveTrainingOptions(o),
   inputs: (o) => ({ stages: [], data: [o.data] }),
+  externalFiles: async (o, baseDir) => ('path' in o.model ? modelFiles(resolve(baseDir, o.model.path)) : []),
   async run(ctx, o) {
     const dataset = await ctx.data(o.data);
     const model = await buildModel(o.model, {

@@ -62,5 +62,10 @@ export interface StageKind<Options extends Record<string, unknown> = Record<stri
   /** Options with every default filled in: what the fingerprint covers and the manifest records. */
   resolve(options: Options, ctx: ResolveContext): Options;
   inputs(resolved: Options): StageInputs;
+  /**
+   * Files outside the store the stage reads (e.g. a starting model.json and its shards), absolute.
+   * Their contents go into the fingerprint, so editing such a file invalidates the cached output.
+   */
+  externalFiles?(resolved: Options, baseDir: string): Promise<string[]>;
   run(ctx: StageContext, resolved: Options): Promise<StageResult>;
 }

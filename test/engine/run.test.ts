@@ -113,4 +113,22 @@ test('stage metrics: test accuracy, per-class precision/recall/F1 and a confusio
   assert.is(diagonal / 30, metrics.accuracy);
 });
 
+test('a stage can start from a tfjs model.json path, and editing that file invalidates the cache', async () => {
+  const ws = await irisWorkspace();
+  await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet });
+  const stored = await ws.store.openVersion('iris', 'net');
+  for (const file of ['model.json', 'group1-shard1of1.bin']) await copyFile(join(stored.dir, file), join(ws.dir, file));
+  const yaml = (await readFile(ws.file, 'utf8')).replace(/    model:\n      layers:\n(        - .*\n)+/, '    model: {path: model.json}\n');
+  await writeFile(ws.file, yaml);
+  const record = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet });
+  assert.equal(statuses(record), { net: 'ran@v2', check: 'ran@v2' });
+  assert.is((await ws.store.openVersion('iris', 'net', 2)).manifest.metrics.parameters, stored.manifest.metrics.parameters);
+  const shard = await readFile(join(ws.dir, 'group1-shard1of1.bin'));
+  shard[0] ^= 1;
+  await writeFile(join(ws.dir, 'group1-shard1of1.bin'), shard);
+  const plan = await planPipeline(await loadPipeline(ws.file), { store: ws.store });
+  assert.is(plan[0].action, 'run');
+  assert.match(plan[0].reason, 'file group1-shard1of1.bin changed');
+});
+
 test.run();

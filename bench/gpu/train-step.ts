@@ -1,0 +1,140 @@
+// Full training steps on webgpu through our training loop (src/train/loop.ts), with our kernels and
+// fused Adam (ours) and with tfjs's own kernels and tf.train.adam (stock), for the Fashion-MNIST
+// teacher CNN and the reference 784-1200-1200-10 MLP. Each run is one fit() of two epochs on
+// synthetic data: epoch 1 warms up (shader compilation), epoch 2 is timed. Bundled for the GPU
+// machine with bench/gpu/bundle.sh.
+//   node dist/bench/gpu/train-step.js [steps=20] [batches=128,1024] [models=teacher,mlp] [variants=ours,stock] [out.json]
+import { writeFile } from 'node:fs/promises';
+import * as tf from '@tensorflow/tfjs';
+import { selectBackend } from '../../src/backend/select.js';
+import { registerWebgpuTrainingKernels, unregisterWebgpuTrainingKernels } from '../../src/backend/webgpu/register-all.js';
+import { createOptimizer } from '../../src/models/optimizers.js';
+import { fit } from '../../src/train/loop.js';
+import { silentObserver, type EpochLogs } from '../../src/train/progress.js';
+import { createRng, withSeededMathRandom } from '../../src/random.js';
+
+const steps = Number(process.argv[2] ?? 20);
+const batches = (process.argv[3] ?? '128,1024').split(',').map(Number);
+const models = (process.argv[4] ?? 'teacher,mlp').split(',') as ModelName[];
+const variants = (process.argv[5] ?? 'ours,stock').split(',') as Variant[];
+const out = process.argv[6];
+
+type ModelName = 'teacher' | 'mlp';
+type Variant = 'ours' | 'stock';
+
+const FEATURES: Record<ModelName, number[]> = { teacher: [28, 28, 1], mlp: [784] };
+
+/** The teacher of pipelines/fashion-mnist.yaml and the MLP of ../shared/gpu/README.md. */
+function buildModel(name: ModelName): tf.LayersModel {
+  const L = tf.layers;
+  if (name === 'mlp') {
+    return tf.sequential({
+      layers: [
+        L.dense({ inputShape: [784], units: 1200, activation: 'relu' }),
+        L.dense({ units: 1200, activation: 'relu' }),
+        L.dense({ units: 10 }),
+      ],
+    });
+  }
+  const block = (filters: number, first = false) => [
+    L.conv2d({ filters, kernelSize: 3, padding: 'same', ...(first ? { inputShape: [28, 28, 1] } : {}) }),
+    L.batchNormalization({ momentum: 0.9 }),
+    L.activation({ activation: 'relu' }),
+  ];
+  return tf.sequential({
+    layers: [
+      ...block(32, true),
+      ...block(32),
+      L.maxPooling2d({ poolSize: 2 }),
+      L.dropout({ rate: 0.25 }),
+      ...block(64),
+      ...block(64),
+      L.maxPooling2d({ poolSize: 2 }),
+      L.dropout({ rate: 0.25 }),
+      L.flatten(),
+      L.dense({ units: 256 }),
+      L.batchNormalization({ momentum: 0.9 }),
+      L.activation({ activation: 'relu' }),
+      L.dropout({ rate: 0.5 }),
+      L.dense({ units: 10 }),
+    ],
+  });
+}
+
+interface Row {
+  model: ModelName;
+  batch: number;
+  variant: Variant;
+  msPerStep: number;
+  samplesPerSecond: number;
+  loss: number;
+}
+
+async function run(model: ModelName, batch: number, variant: Variant): Promise<Row> {
+  if (variant === 'ours') registerWebgpuTrainingKernels();
+  else unregisterWebgpuTrainingKernels();
+  const featureShape = FEATURES[model];
+  const count = steps * batch;
+  const rng = createRng(1, `bench:${model}`);
+  const x = new Float32Array(count * featureShape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < x.length; i++) x[i] = rng();
+  const y = Int32Array.from({ length: count }, () => Math.floor(rng() * 10));
+  return withSeededMathRandom(1, `bench:${model}`, async () => {
+    const net = buildModel(model);
+    const optimizer = variant === 'ours' ? createOptimizer({ adam: { learningRate: 0.001 } }) : tf.train.adam(0.001);
+    const epochs: EpochLogs[] = [];
+    await fit({
+      model: net,
+      train: { x, y, count },
+      validation: { x: new Float32Array(0), y: new Int32Array(0), count: 0 },
+      featureShape,
+      numClasses: 10,
+      epochs: 2,
+      batchSize: batch,
+      optimizer,
+      loss: { name: 'sparseCategoricalCrossentropy', labelSmoothing: 0 },
+      outputIsProbabilities: false,
+      monitor: 'loss',
+      minDelta: 0,
+      restoreBestWeights: false,
+      shuffle: true,
+      seed: 1,
+      purpose: 'bench',
+      observer: { ...silentObserver, epochEnd: (logs) => epochs.push(logs) },
+    });
+    net.dispose();
+    optimizer.dispose();
+    const timed = epochs[1];
+    return {
+      model,
+      batch,
+      variant,
+      msPerStep: (timed.seconds * 1000) / steps,
+      samplesPerSecond: count / timed.seconds,
+      loss: timed.loss,
+    };
+  });
+}
+
+const selection = await selectBackend('webgpu');
+if (tf.getBackend() !== 'webgpu') throw new Error(`backend is ${tf.getBackend()}, not webgpu`);
+console.log(`backend ${selection.reason}: ${selection.details.adapter ?? '?'} (fallback adapter: ${selection.details.fallbackAdapter})`);
+console.log(`${steps} timed steps per run, after one warm-up epoch of the same length`);
+console.log(`${'model'.padEnd(9)}${'batch'.padStart(6)}  ${'variant'.padEnd(8)}${'ms/step'.padStart(10)}${'samples/s'.padStart(12)}${'loss'.padStart(9)}`);
+const rows: Row[] = [];
+for (const model of models) {
+  for (const batch of batches) {
+    for (const variant of variants) {
+      const r = await run(model, batch, variant);
+      rows.push(r);
+      console.log(
+        `${model.padEnd(9)}${String(batch).padStart(6)}  ${variant.padEnd(8)}${r.msPerStep.toFixed(1).padStart(10)}` +
+          `${Math.round(r.samplesPerSecond).toLocaleString('en-US').padStart(12)}${r.loss.toFixed(4).padStart(9)}`,
+      );
+    }
+    const [a, b] = ['ours', 'stock'].map((v) => rows.find((r) => r.model === model && r.batch === batch && r.variant === v));
+    if (a && b) console.log(`${''.padEnd(15)}speed-up ${(b.msPerStep / a.msPerStep).toFixed(1)}x`);
+  }
+}
+if (out) await writeFile(out, JSON.stringify({ adapter: selection.details.adapter, steps, rows }, null, 2));
+process.exit(0);
