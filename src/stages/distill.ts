@@ -7,11 +7,10 @@ import { InputError } from '../errors.js';
 import { buildModel, countParameters, outputsProbabilities } from '../models/build.js';
 import { modelFiles } from '../models/io.js';
 import { classificationLoss, parseLossSpec, type ResolvedLoss } from '../models/losses.js';
-import { createOptimizer } from '../models/optimizers.js';
-import { fit, type FitOptions, type FitResult, type Monitor } from '../train/loop.js';
+import { fit, type FitOptions, type FitResult } from '../train/loop.js';
 import { argmaxRows, classificationReport, predictSplit, type ClassificationMetrics } from '../train/metrics.js';
 import { readInputSpec, writeModelOutput } from './model-output.js';
-import { modelSchema, resolveTrainingOptions, trainingOptionsSchema, type TrainOptions } from './train.js';
+import { fitOptionsFor, modelSchema, resolveTrainingOptions, trainingOptionsSchema, type TrainOptions } from './train.js';
 import type { StageContext, StageKind, StageResult } from './types.js';
 
 // A student learns from a trained teacher's softened outputs as well as from the labels, and, unless
@@ -250,30 +249,12 @@ async function trainStudent(
   isProbabilities: boolean,
   batchLoss?: FitOptions['batchLoss'],
 ): Promise<TrainedStudent> {
-  const hasValidation = dataset.validation.count > 0;
   const started = Date.now();
   const result = await fit({
-    model,
-    train: dataset.train,
-    validation: dataset.validation,
-    featureShape: dataset.featureShape,
-    numClasses: dataset.classes.length,
-    epochs: o.epochs,
-    batchSize: o.batchSize,
-    optimizer: createOptimizer(o.optimizer),
-    loss,
+    // One purpose for both runs: the baseline and the distilled student see the same batch order.
+    ...fitOptionsFor(ctx, o, dataset, model, loss, `distill:${ctx.stage}`),
     outputIsProbabilities: isProbabilities,
     batchLoss,
-    monitor: hasValidation ? o.monitor : (o.monitor.replace('val_', '') as Monitor),
-    patience: o.earlyStopping ? o.earlyStopping.patience : undefined,
-    minDelta: o.earlyStopping ? o.earlyStopping.minDelta : 0,
-    restoreBestWeights: o.restoreBestWeights,
-    shuffle: o.shuffle,
-    seed: ctx.seed,
-    // One purpose for both runs: the baseline and the distilled student see the same batch order.
-    purpose: `distill:${ctx.stage}`,
-    observer: ctx.observer,
-    shouldStop: ctx.shouldStop,
   });
   const seconds = (Date.now() - started) / 1000;
   const outputs = await predictSplit(model, dataset.test, dataset.featureShape);

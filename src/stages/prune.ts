@@ -15,11 +15,11 @@ import type { LoadedDataset } from '../data/types.js';
 import { InputError } from '../errors.js';
 import { MODEL_JSON } from '../models/io.js';
 import { parseLossSpec, type LossSpec } from '../models/losses.js';
-import { createOptimizer, type OptimizerSpec } from '../models/optimizers.js';
+import type { OptimizerSpec } from '../models/optimizers.js';
 import { fit, type Monitor } from '../train/loop.js';
 import { evaluateClassifier } from '../train/metrics.js';
 import { readInputSpec, writeModelOutput, type InputSpec } from './model-output.js';
-import { resolveTrainingOptions, trainingOptionsSchema } from './train.js';
+import { fitOptionsFor, resolveTrainingOptions, trainingOptionsSchema } from './train.js';
 import type { JsonSchema, StageKind, StageResult } from './types.js';
 
 // `uses: prune`: magnitude pruning of an upstream model's kernels with the gradual schedule of
@@ -170,24 +170,9 @@ export const pruneStage: StageKind<PruneOptions> = {
     try {
       pruner.afterStep(0);
       const result = await fit({
-        model,
-        train: dataset.train,
-        validation: dataset.validation,
-        featureShape: dataset.featureShape,
-        numClasses: dataset.classes.length,
-        epochs: o.epochs,
-        batchSize: o.batchSize,
-        optimizer: createOptimizer(o.optimizer),
-        loss,
+        ...fitOptionsFor(ctx, { ...o, earlyStopping: false }, dataset, model, loss, `prune:${ctx.stage}`),
         outputIsProbabilities: isProbabilities,
-        monitor,
-        minDelta: 0,
         restoreBestWeights: false,
-        shuffle: o.shuffle,
-        seed: ctx.seed,
-        purpose: `prune:${ctx.stage}`,
-        observer: ctx.observer,
-        shouldStop: ctx.shouldStop,
         callbacks: {
           afterStep(step) {
             stepsDone = step;

@@ -3,12 +3,14 @@ import { join, resolve } from 'node:path';
 import { buildModel, countParameters, outputsProbabilities, type ModelSpec } from '../models/build.js';
 import { modelFiles } from '../models/io.js';
 import { layerSchema } from '../models/layers.js';
-import { lossSchema, parseLossSpec, type LossSpec } from '../models/losses.js';
+import { lossSchema, parseLossSpec, type LossSpec, type ResolvedLoss } from '../models/losses.js';
 import { createOptimizer, optimizerSchema, type OptimizerSpec } from '../models/optimizers.js';
-import { fit, type Monitor } from '../train/loop.js';
+import type * as tf from '@tensorflow/tfjs';
+import type { LoadedDataset } from '../data/types.js';
+import { fit, type FitOptions, type Monitor } from '../train/loop.js';
 import { evaluateClassifier } from '../train/metrics.js';
 import { writeModelOutput } from './model-output.js';
-import type { JsonSchema, StageKind } from './types.js';
+import type { JsonSchema, StageContext, StageKind } from './types.js';
 
 export interface TrainOptions extends Record<string, unknown> {
   data: string;
@@ -78,6 +80,51 @@ export function resolveTrainingOptions<O extends Record<string, unknown>>(o: O) 
   };
 }
 
+/** What the loop needs of a stage's resolved training options (train, distill, prune). */
+export interface LoopSettings {
+  epochs: number;
+  batchSize: number;
+  optimizer: OptimizerSpec;
+  monitor: Monitor;
+  earlyStopping?: { patience: number; minDelta: number } | false;
+  restoreBestWeights: boolean;
+  shuffle: boolean;
+}
+
+/** The training loop's options for a stage: its data, model and settings; callers override the rest. */
+export function fitOptionsFor(
+  ctx: StageContext,
+  o: LoopSettings,
+  dataset: LoadedDataset,
+  model: tf.LayersModel,
+  loss: ResolvedLoss,
+  purpose: string,
+): FitOptions {
+  const hasValidation = dataset.validation.count > 0;
+  return {
+    model,
+    train: dataset.train,
+    validation: dataset.validation,
+    featureShape: dataset.featureShape,
+    numClasses: dataset.classes.length,
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    optimizer: createOptimizer(o.optimizer),
+    loss,
+    outputIsProbabilities: outputsProbabilities(model),
+    // Without a validation split the best epoch is chosen on the training metric instead.
+    monitor: hasValidation ? o.monitor : (o.monitor.replace('val_', '') as Monitor),
+    patience: o.earlyStopping ? o.earlyStopping.patience : undefined,
+    minDelta: o.earlyStopping ? o.earlyStopping.minDelta : 0,
+    restoreBestWeights: o.restoreBestWeights,
+    shuffle: o.shuffle,
+    seed: ctx.seed,
+    purpose,
+    observer: ctx.observer,
+    shouldStop: ctx.shouldStop,
+  };
+}
+
 export const trainStage: StageKind<TrainOptions> = {
   kind: 'train',
   description: 'fit a model on a data set, keep the best epoch, and report test metrics',
@@ -102,28 +149,7 @@ export const trainStage: StageKind<TrainOptions> = {
         `${dataset.validation.count} validation / ${dataset.test.count} test samples`,
     );
     const hasValidation = dataset.validation.count > 0;
-    const monitor: Monitor = hasValidation ? o.monitor : (o.monitor.replace('val_', '') as Monitor);
-    const result = await fit({
-      model,
-      train: dataset.train,
-      validation: dataset.validation,
-      featureShape: dataset.featureShape,
-      numClasses: dataset.classes.length,
-      epochs: o.epochs,
-      batchSize: o.batchSize,
-      optimizer: createOptimizer(o.optimizer),
-      loss,
-      outputIsProbabilities: isProbabilities,
-      monitor,
-      patience: o.earlyStopping ? o.earlyStopping.patience : undefined,
-      minDelta: o.earlyStopping ? o.earlyStopping.minDelta : 0,
-      restoreBestWeights: o.restoreBestWeights,
-      shuffle: o.shuffle,
-      seed: ctx.seed,
-      purpose: `train:${ctx.stage}`,
-      observer: ctx.observer,
-      shouldStop: ctx.shouldStop,
-    });
+    const result = await fit(fitOptionsFor(ctx, o, dataset, model, loss, `train:${ctx.stage}`));
     const test = await evaluateClassifier(model, dataset.test, dataset.featureShape, dataset.classes, loss, isProbabilities);
     await writeModelOutput(ctx.outDir, model, dataset, isProbabilities);
     await writeFile(join(ctx.outDir, 'history.json'), `${JSON.stringify(result.history, null, 2)}\n`);
