@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -36,4 +38,18 @@ export function cli(args: string[], options: { cwd?: string; env?: Record<string
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+/** Serves a folder on loopback, as a static file server in front of a browser app would. */
+export async function serveFolder(dir: string): Promise<{ url: string; server: Server }> {
+  const server = createServer(async (req, res) => {
+    try {
+      res.end(await readFile(join(dir, decodeURIComponent(req.url!.slice(1)))));
+    } catch {
+      res.statusCode = 404;
+      res.end();
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }

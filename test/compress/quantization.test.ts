@@ -1,6 +1,4 @@
-import { createServer, type Server } from 'node:http';
 import { readFile, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { test } from 'uvu';
@@ -18,23 +16,9 @@ import {
 } from '../../src/compress/quantization.js';
 import { InputError } from '../../src/errors.js';
 import { loadLayersModelFrom, saveLayersModel } from '../../src/models/io.js';
-import { removeTempDirs, tempDir } from '../helpers.js';
+import { removeTempDirs, serveFolder as serve, tempDir } from '../helpers.js';
 
 test.after(removeTempDirs);
-
-/** Serves a folder on loopback, as a static file server in front of a browser app would. */
-async function serve(dir: string): Promise<{ url: string; server: Server }> {
-  const server = createServer(async (req, res) => {
-    try {
-      res.end(await readFile(join(dir, decodeURIComponent(req.url!.slice(1)))));
-    } catch {
-      res.statusCode = 404;
-      res.end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
-}
 
 test("np.round's half-to-even rounding", () => {
   assert.equal([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 2.4999, 2.5001, 3].map(roundHalfEven), [0, 2, 2, -0, -2, -2, 2, 3, 3]);

@@ -1,13 +1,11 @@
-import { createServer, type Server } from 'node:http';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import * as tf from '@tensorflow/tfjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadLayersModelFrom, saveLayersModel } from '../../src/models/io.js';
 import { InputError } from '../../src/errors.js';
-import { removeTempDirs, tempDir } from '../helpers.js';
+import { removeTempDirs, serveFolder as serve, tempDir } from '../helpers.js';
 
 function smallCnn(): tf.LayersModel {
   const model = tf.sequential();
@@ -16,20 +14,6 @@ function smallCnn(): tf.LayersModel {
   model.add(tf.layers.flatten());
   model.add(tf.layers.dense({ units: 10, activation: 'softmax' }));
   return model;
-}
-
-/** Serves a folder on loopback, as a static file server in front of a browser app would. */
-async function serve(dir: string): Promise<{ url: string; server: Server }> {
-  const server = createServer(async (req, res) => {
-    try {
-      res.end(await readFile(join(dir, decodeURIComponent(req.url!.slice(1)))));
-    } catch {
-      res.statusCode = 404;
-      res.end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
 test.after(removeTempDirs);
