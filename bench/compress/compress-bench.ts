@@ -1,14 +1,10 @@
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { LocalArtifactStore } from '../../src/artifacts/store.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../../src/backend/select.js';
+import { pipelineBenchOptions, runPipelineBench } from '../pipeline-bench.js';
 import { storedWeightSizes, type ByteSizes } from '../../src/compress/quantization.js';
-import { runPipeline } from '../../src/engine/run.js';
 import { MODEL_JSON } from '../../src/models/io.js';
-import { TerminalReporter } from '../../src/report/terminal.js';
-import { loadPipeline } from '../../src/spec/pipeline.js';
 
 // How much smaller, at what accuracy? Runs pipelines/fashion-compress.yaml (teacher -> distill ->
 // prune -> quantize -> evaluate) through the same engine as `pipeline run`, then prints each
@@ -42,31 +38,15 @@ interface Row {
 
 const { values } = parseArgs({
   options: {
-    file: { type: 'string', default: join(ROOT, 'pipelines', 'fashion-compress.yaml') },
-    set: { type: 'string', multiple: true, default: [] },
-    backend: { type: 'string' },
-    store: { type: 'string', default: 'artifacts' },
-    out: { type: 'string' },
+    ...pipelineBenchOptions(join(ROOT, 'pipelines', 'fashion-compress.yaml')),
     reference: { type: 'string', default: 'teacher' },
-    force: { type: 'boolean', default: false },
-    quiet: { type: 'boolean', default: false },
   },
 });
-if (values.backend !== undefined && !(BACKEND_CHOICES as readonly string[]).includes(values.backend)) {
-  throw new Error(`--backend ${values.backend}: expected one of ${BACKEND_CHOICES.join(', ')}`);
-}
 
-const pipeline = await loadPipeline(values.file, values.set);
-if (!pipeline.stages.has(values.reference)) {
-  throw new Error(`--reference ${values.reference}: no such stage in ${values.file} (stages: ${pipeline.graph.order.join(', ')})`);
-}
-const store = new LocalArtifactStore(resolve(values.store));
-const started = Date.now();
-const record = await runPipeline(pipeline, {
-  store,
-  backend: values.backend as BackendChoice | undefined,
-  force: values.force,
-  reporter: new TerminalReporter({ quiet: values.quiet }),
+const { pipeline, store, record, wallSeconds } = await runPipelineBench(values, (p) => {
+  if (!p.stages.has(values.reference)) {
+    throw new Error(`--reference ${values.reference}: no such stage in ${values.file} (stages: ${p.graph.order.join(', ')})`);
+  }
 });
 
 const exists = (path: string) => access(path).then(() => true, () => false);
@@ -138,7 +118,7 @@ const out = {
   runId: record.id,
   host: hostname(),
   date: new Date().toISOString(),
-  wallSeconds: (Date.now() - started) / 1000,
+  wallSeconds,
   reference: values.reference,
   stages: rows,
   target,

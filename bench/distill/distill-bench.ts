@@ -2,11 +2,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { LocalArtifactStore, type StoredVersion } from '../../src/artifacts/store.js';
-import { BACKEND_CHOICES, type BackendChoice } from '../../src/backend/select.js';
-import { runPipeline } from '../../src/engine/run.js';
-import { TerminalReporter } from '../../src/report/terminal.js';
-import { loadPipeline } from '../../src/spec/pipeline.js';
+import type { StoredVersion } from '../../src/artifacts/store.js';
+import { pipelineBenchOptions, runPipelineBench } from '../pipeline-bench.js';
+import type { Pipeline } from '../../src/spec/pipeline.js';
 
 // Does distillation pay? Runs pipelines/fashion-distill.yaml (teacher, then the distill stage with
 // its hard-label baseline) through the same engine as `pipeline run`, then prints teacher, scratch
@@ -52,36 +50,17 @@ interface DistillMetrics {
   dataset: { name: string; train: number; validation: number; test: number };
 }
 
-const { values } = parseArgs({
-  options: {
-    file: { type: 'string', default: join(ROOT, 'pipelines', 'fashion-distill.yaml') },
-    set: { type: 'string', multiple: true, default: [] },
-    backend: { type: 'string' },
-    store: { type: 'string', default: 'artifacts' },
-    out: { type: 'string' },
-    force: { type: 'boolean', default: false },
-    quiet: { type: 'boolean', default: false },
-  },
-});
-if (values.backend !== undefined && !(BACKEND_CHOICES as readonly string[]).includes(values.backend)) {
-  throw new Error(`--backend ${values.backend}: expected one of ${BACKEND_CHOICES.join(', ')}`);
-}
+const { values } = parseArgs({ options: pipelineBenchOptions(join(ROOT, 'pipelines', 'fashion-distill.yaml')) });
 
-const pipeline = await loadPipeline(values.file, values.set);
-const distill = [...pipeline.stages.values()].find((s) => s.kind.kind === 'distill');
-if (!distill) throw new Error(`${values.file} has no distill stage`);
+const distillStageOf = (p: Pipeline) => {
+  const stage = [...p.stages.values()].find((s) => s.kind.kind === 'distill');
+  if (!stage) throw new Error(`${values.file} has no distill stage`);
+  return stage;
+};
+const { pipeline, store, record, wallSeconds } = await runPipelineBench(values, distillStageOf);
+const distill = distillStageOf(pipeline);
 const teacherName = String(distill.config.teacher);
 const teacherStage = pipeline.stages.get(teacherName)!;
-
-const store = new LocalArtifactStore(resolve(values.store));
-const started = Date.now();
-const record = await runPipeline(pipeline, {
-  store,
-  backend: values.backend as BackendChoice | undefined,
-  force: values.force,
-  reporter: new TerminalReporter({ quiet: values.quiet }),
-});
-const wallSeconds = (Date.now() - started) / 1000;
 
 const versionOf = async (stage: string): Promise<{ version: StoredVersion; reused: boolean }> => {
   const entry = record.stages.find((s) => s.stage === stage)!;
