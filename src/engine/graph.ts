@@ -94,18 +94,6 @@ function topologicalOrder(nodes: StageNode[]): string[] {
   return order;
 }
 
-/** The upstream closure of `stage`, itself included. */
-export function upstreamOf(graph: StageGraph, stage: string): Set<string> {
-  const seen = new Set<string>();
-  const walk = (name: string) => {
-    if (seen.has(name)) return;
-    seen.add(name);
-    graph.nodes.get(name)!.deps.forEach(walk);
-  };
-  walk(stage);
-  return seen;
-}
-
 function suggest(word: string, candidates: string[], label = 'known'): string {
   const guess = didYouMeanSuffix(word, candidates);
   return guess || (candidates.length ? ` (${label}: ${candidates.join(', ')})` : '');

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { relative } from 'node:path';
 import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { DataRef, InputRef, RunRecord, StageRunRecord } from '../artifacts/manifest.js';
+import { join, relative } from 'node:path';
+import type { DataRef, InputRef, RunRecord } from '../artifacts/manifest.js';
 import type { ArtifactStore, StoredVersion } from '../artifacts/store.js';
 import { selectBackend, type BackendChoice, type BackendSelection } from '../backend/select.js';
 import { hashDataSource, loadDataset } from '../data/load.js';
@@ -274,5 +273,3 @@ async function runStage(pipeline: Pipeline, plan: StagePlan, state: StageRunStat
     };
   });
 }
-
-export type { StageRunRecord };
