@@ -66,6 +66,8 @@ export interface StageRunRecord {
   error?: string;
   /** Why it ran or was reused, e.g. "no stored version with this fingerprint". */
   reason?: string;
+  /** Where the kind's publish step put the version outside the store (export: the serving folder). */
+  published?: string;
 }
 
 export interface RunRecord {

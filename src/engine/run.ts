@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import type { DataRef, InputRef, RunRecord } from '../artifacts/manifest.js';
+import type { DataRef, InputRef, RunRecord, StageRunRecord } from '../artifacts/manifest.js';
 import type { ArtifactStore, StoredVersion } from '../artifacts/store.js';
 import { selectBackend, type BackendChoice, type BackendSelection } from '../backend/select.js';
 import { hashDataSource, loadDataset } from '../data/load.js';
@@ -152,6 +152,7 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
         published.set(plan.stage, plan.cached);
         Object.assign(entry, { status: 'reused', version: plan.cached.version, metrics: plan.cached.manifest.metrics });
         reporter.stageReused(plan, plan.cached);
+        await publishOutside(pipeline, plan.stage, plan.cached, entry, options);
         continue;
       }
       // Only now, when something must run, is a backend loaded: a fully cached run needs none.
@@ -172,6 +173,7 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
           metrics: version.manifest.metrics,
         });
         reporter.stageDone(plan, version, Date.now() - stageStarted);
+        await publishOutside(pipeline, plan.stage, version, entry, options);
       } catch (err) {
         Object.assign(entry, { status: 'failed', durationMs: Date.now() - stageStarted, error: (err as Error).message });
         for (const rest of record.stages.slice(index + 1)) rest.status = 'skipped';
@@ -191,6 +193,25 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
     reporter.runEnd(record, store.describe(recordPath));
     await release();
   }
+}
+
+/** A kind's publish step (export's serving copy), after the version is safely in the store. */
+async function publishOutside(
+  pipeline: Pipeline,
+  name: string,
+  version: StoredVersion,
+  entry: StageRunRecord,
+  options: RunOptions,
+): Promise<void> {
+  const stage = pipeline.stages.get(name)!;
+  if (!stage.kind.publish) return;
+  entry.published = await stage.kind.publish(version, stage.config, {
+    pipeline: pipeline.name,
+    stage: name,
+    storeRoot: options.store.root,
+    baseDir: pipeline.baseDir,
+    observer: options.reporter.observerFor(name),
+  });
 }
 
 export class InterruptedError extends PipelineError {

@@ -43,27 +43,38 @@ export async function saveLayersModel(model: tf.LayersModel, dir: string, option
         data: new Uint8Array((artifacts.weightData as ArrayBuffer | undefined) ?? new ArrayBuffer(0)),
       };
       const { specs, data } = options.encodeWeights ? options.encodeWeights(float.specs, float.data) : float;
-      const count = Math.max(1, Math.ceil(data.byteLength / shardBytes));
-      const shards: string[] = [];
-      for (let i = 0; i < count; i++) {
-        const name = `group1-shard${i + 1}of${count}.bin`;
-        await writeFileSynced(join(dir, name), data.subarray(i * shardBytes, (i + 1) * shardBytes));
-        shards.push(name);
-      }
-      const modelJson: tf.io.ModelJSON = {
-        modelTopology: artifacts.modelTopology as tf.io.ModelJSON['modelTopology'],
-        format: 'layers-model',
-        generatedBy: artifacts.generatedBy,
-        convertedBy: 'tfjs-pipeline',
-        weightsManifest: [{ paths: shards, weights: specs }],
-        ...(options.userDefinedMetadata ? { userDefinedMetadata: options.userDefinedMetadata as tf.io.ModelJSON['userDefinedMetadata'] } : {}),
-      };
-      await writeFileSynced(join(dir, MODEL_JSON), JSON.stringify(modelJson));
-      files = { modelJson: MODEL_JSON, shards, weightBytes: data.byteLength };
+      files = await writeLayersModelFiles(dir, { ...artifacts, weightSpecs: specs }, data, { ...options, shardBytes });
       return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
     }),
   );
   return files!;
+}
+
+/** Writes a layers model's topology and (already encoded) weight bytes as model.json plus shards. */
+export async function writeLayersModelFiles(
+  dir: string,
+  artifacts: Pick<tf.io.ModelArtifacts, 'modelTopology' | 'weightSpecs' | 'generatedBy'>,
+  data: Uint8Array,
+  options: Pick<SaveOptions, 'shardBytes' | 'userDefinedMetadata'> = {},
+): Promise<SavedModelFiles> {
+  const shardBytes = options.shardBytes ?? DEFAULT_SHARD_BYTES;
+  const count = Math.max(1, Math.ceil(data.byteLength / shardBytes));
+  const shards: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = `group1-shard${i + 1}of${count}.bin`;
+    await writeFileSynced(join(dir, name), data.subarray(i * shardBytes, (i + 1) * shardBytes));
+    shards.push(name);
+  }
+  const modelJson: tf.io.ModelJSON = {
+    modelTopology: artifacts.modelTopology as tf.io.ModelJSON['modelTopology'],
+    format: 'layers-model',
+    generatedBy: artifacts.generatedBy,
+    convertedBy: 'tfjs-pipeline',
+    weightsManifest: [{ paths: shards, weights: artifacts.weightSpecs ?? [] }],
+    ...(options.userDefinedMetadata ? { userDefinedMetadata: options.userDefinedMetadata as tf.io.ModelJSON['userDefinedMetadata'] } : {}),
+  };
+  await writeFileSynced(join(dir, MODEL_JSON), JSON.stringify(modelJson));
+  return { modelJson: MODEL_JSON, shards, weightBytes: data.byteLength };
 }
 
 /** Reads a model.json and its shards, checking what a corrupt or hostile file could get wrong. */

@@ -61,7 +61,7 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   for (const [name, stage] of Object.entries(raw.stages)) {
     const { uses, description: _description, ...options } = stage;
     const kind = getStageKind(uses);
-    const config = kind.resolve(options, { dataOf });
+    const config = kind.resolve(options, { pipeline: raw.name, dataOf });
     const inputs = kind.inputs(config);
     stages.set(name, { name, kind, config, deps: inputs.stages, data: inputs.data });
   }

@@ -47,8 +47,19 @@ export interface StageResult {
   headline: Record<string, number>;
 }
 
+/** What a kind's publish step gets: where the store is, and a place to say what it did. */
+export interface PublishContext {
+  pipeline: string;
+  stage: string;
+  storeRoot: string;
+  baseDir: string;
+  observer: TrainingObserver;
+}
+
 /** What the engine can tell a kind about the rest of the pipeline when it resolves defaults. */
 export interface ResolveContext {
+  /** The pipeline's name. */
+  pipeline: string;
   /** The data set a stage trained on, following `from` links upstream. */
   dataOf(stage: string): string | undefined;
 }
@@ -68,4 +79,9 @@ export interface StageKind<Options extends Record<string, unknown> = Record<stri
    */
   externalFiles?(resolved: Options, baseDir: string): Promise<string[]>;
   run(ctx: StageContext, resolved: Options): Promise<StageResult>;
+  /**
+   * After the version is in the store, run now or reused from the cache: copies it where its
+   * consumers look (export: TensorFlow Serving's layout). Idempotent; returns where it went.
+   */
+  publish?(version: StoredVersion, resolved: Options, ctx: PublishContext): Promise<string>;
 }

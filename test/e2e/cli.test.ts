@@ -18,7 +18,8 @@ test('quickstart: trains, reaches its accuracy floor on the test split, then is 
   const second = await cli(['run', 'pipelines/quickstart.yaml', '--store', store]);
   assert.is(second.code, 0, second.stderr);
   assert.match(second.stdout, 'digits-mlp (train): reused v1');
-  assert.match(second.stdout, '2 reused');
+  assert.match(second.stdout, '3 reused');
+  assert.match(second.stdout, 'serving version 1 is this export already');
   const runs = await cli(['runs', '--store', store]);
   assert.match(runs.stdout, /succeeded .*digits-mlp:ran@v1/);
   const show = await cli(['show', 'digits-mlp', '--store', store]);
