@@ -43,9 +43,17 @@ function pair(value: unknown, fallback: Pair): Pair {
 
 const product = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-export function lowerLayersModel(model: tf.LayersModel, options: LowerOptions): ExportGraph {
+export async function lowerLayersModel(model: tf.LayersModel, options: LowerOptions): Promise<ExportGraph> {
   const formats = options.formats.join(', ');
   const layers = chainOf(model, formats);
+  // Read every weight up front, asynchronously: a GPU backend cannot read synchronously in Node.
+  const stored = new Map<tf.LayerVariable, StoredWeight>();
+  for (const layer of layers) {
+    const values = layer.getWeights();
+    for (const [i, w] of layer.weights.entries()) {
+      stored.set(w, { name: w.originalName, shape: values[i].shape.slice(), values: Float32Array.from(await values[i].data()) });
+    }
+  }
   const ops: GraphOp[] = [];
   const names = new Set<string>();
   const constant: MakeConstant = (name, shape, values, quantization) => {
@@ -53,8 +61,6 @@ export function lowerLayersModel(model: tf.LayersModel, options: LowerOptions): 
     names.add(name);
     return { name, shape, values, ...(quantization ? { quantization } : {}) };
   };
-  const fromTensor = (name: string, tensor: tf.Tensor, quantization?: QuantizationEntry) =>
-    constant(name, tensor.shape.slice(), Float32Array.from(tensor.dataSync()), quantization);
 
   for (const layer of layers) {
     const className = layer.getClassName();
@@ -70,19 +76,12 @@ export function lowerLayersModel(model: tf.LayersModel, options: LowerOptions): 
       }
       return name as GraphActivation;
     };
-    const weights = layer.weights;
-    const values = layer.getWeights();
-    const weight = (suffix: string) => {
-      const i = weights.findIndex((w) => w.originalName.endsWith(`/${suffix}`));
-      return i < 0 ? undefined : { name: weights[i].originalName, tensor: values[i] };
-    };
-    const kernelAndBias = (kernelSuffix: string) => {
-      const k = weight(kernelSuffix)!;
-      const b = config.useBias === false ? undefined : weight('bias');
-      return {
-        kernel: fromTensor(`${layer.name}/kernel`, k.tensor, options.quantization?.get(k.name)),
-        ...(b ? { bias: fromTensor(`${layer.name}/bias`, b.tensor, options.quantization?.get(b.name)) } : {}),
-      };
+    const weights = new Map(layer.weights.map((w) => [w.originalName.split('/').pop()!, stored.get(w)!]));
+    const kernelAndBias = (kernelName: string) => {
+      const k = weights.get(kernelName)!;
+      const b = config.useBias === false ? undefined : weights.get('bias');
+      const make = (name: string, w: StoredWeight) => constant(name, w.shape, w.values, options.quantization?.get(w.name));
+      return { kernel: make(`${layer.name}/kernel`, k), ...(b ? { bias: make(`${layer.name}/bias`, b) } : {}) };
     };
     const checkChannelsLast = () => {
       if (config.dataFormat !== undefined && config.dataFormat !== 'channelsLast') fail('only channelsLast data is supported');
@@ -140,7 +139,7 @@ export function lowerLayersModel(model: tf.LayersModel, options: LowerOptions): 
         const axis = Number(config.axis ?? -1);
         const rank = (layer.outputShape as unknown[]).length;
         if (axis !== -1 && axis !== rank - 1) fail('only normalisation over the last (channel) axis is supported');
-        ops.push(...foldBatchNorm(layer.name, ops.pop(), batchNormAffine(layer, config), constant));
+        ops.push(...foldBatchNorm(layer.name, ops.pop(), batchNormAffine(weights, config), constant));
         break;
       }
       case 'Activation': {
@@ -172,6 +171,13 @@ export function lowerLayersModel(model: tf.LayersModel, options: LowerOptions): 
   };
 }
 
+interface StoredWeight {
+  /** The weight's name in model.json's manifest, e.g. "conv1/kernel". */
+  name: string;
+  shape: number[];
+  values: Float32Array;
+}
+
 type MakeConstant = (name: string, shape: number[], values: Float32Array, quantization?: QuantizationEntry) => ConstTensor;
 
 /** The layers in order, checking that the model is one chain (what a pipeline's `layers` list builds). */
@@ -198,12 +204,11 @@ interface Affine {
   shift: Float32Array;
 }
 
-function batchNormAffine(layer: tf.layers.Layer, config: Config): Affine {
-  const byName = new Map(layer.weights.map((w, i) => [w.originalName.split('/').pop()!, layer.getWeights()[i]]));
-  const mean = byName.get('moving_mean')!.dataSync();
-  const variance = byName.get('moving_variance')!.dataSync();
-  const gamma = byName.get('gamma')?.dataSync();
-  const beta = byName.get('beta')?.dataSync();
+function batchNormAffine(weights: ReadonlyMap<string, StoredWeight>, config: Config): Affine {
+  const mean = weights.get('moving_mean')!.values;
+  const variance = weights.get('moving_variance')!.values;
+  const gamma = weights.get('gamma')?.values;
+  const beta = weights.get('beta')?.values;
   const epsilon = Number(config.epsilon ?? 1e-3);
   const scale = new Float32Array(mean.length);
   const shift = new Float32Array(mean.length);

@@ -145,7 +145,7 @@ export const exportStage: StageKind<ExportOptions> = {
       const outputName = appendSoftmax || spec.outputIsProbabilities ? 'probabilities' : 'logits';
       const graphFormats = o.formats.filter((f) => f !== 'tfjs-layers');
       const graph = graphFormats.length
-        ? lowerLayersModel(model, {
+        ? await lowerLayersModel(model, {
             formats: graphFormats,
             quantization: quantizationByWeight(source.weightSpecs ?? []),
             appendSoftmax,
