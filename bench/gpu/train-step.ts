@@ -12,6 +12,7 @@ import { createOptimizer } from '../../src/models/optimizers.js';
 import { fit } from '../../src/train/loop.js';
 import { silentObserver, type EpochLogs } from '../../src/train/progress.js';
 import { createRng, withSeededMathRandom } from '../../src/random.js';
+import { buildModel, FEATURES, type ModelName } from './models.js';
 
 const steps = Number(process.argv[2] ?? 20);
 const batches = (process.argv[3] ?? '128,1024').split(',').map(Number);
@@ -19,47 +20,7 @@ const models = (process.argv[4] ?? 'teacher,mlp').split(',') as ModelName[];
 const variants = (process.argv[5] ?? 'ours,stock').split(',') as Variant[];
 const out = process.argv[6];
 
-type ModelName = 'teacher' | 'mlp';
 type Variant = 'ours' | 'stock';
-
-const FEATURES: Record<ModelName, number[]> = { teacher: [28, 28, 1], mlp: [784] };
-
-/** The teacher of pipelines/fashion-mnist.yaml and the MLP of ../shared/gpu/README.md. */
-function buildModel(name: ModelName): tf.LayersModel {
-  const L = tf.layers;
-  if (name === 'mlp') {
-    return tf.sequential({
-      layers: [
-        L.dense({ inputShape: [784], units: 1200, activation: 'relu' }),
-        L.dense({ units: 1200, activation: 'relu' }),
-        L.dense({ units: 10 }),
-      ],
-    });
-  }
-  const block = (filters: number, first = false) => [
-    L.conv2d({ filters, kernelSize: 3, padding: 'same', ...(first ? { inputShape: [28, 28, 1] } : {}) }),
-    L.batchNormalization({ momentum: 0.9 }),
-    L.activation({ activation: 'relu' }),
-  ];
-  return tf.sequential({
-    layers: [
-      ...block(32, true),
-      ...block(32),
-      L.maxPooling2d({ poolSize: 2 }),
-      L.dropout({ rate: 0.25 }),
-      ...block(64),
-      ...block(64),
-      L.maxPooling2d({ poolSize: 2 }),
-      L.dropout({ rate: 0.25 }),
-      L.flatten(),
-      L.dense({ units: 256 }),
-      L.batchNormalization({ momentum: 0.9 }),
-      L.activation({ activation: 'relu' }),
-      L.dropout({ rate: 0.5 }),
-      L.dense({ units: 10 }),
-    ],
-  });
-}
 
 interface Row {
   model: ModelName;

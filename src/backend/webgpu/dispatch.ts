@@ -13,6 +13,8 @@ export interface TensorDataLike {
   dtype: string;
   shape: number[];
   refCount: number;
+  /** Values still on the CPU, not yet uploaded. */
+  values?: ArrayLike<number> | null;
 }
 
 /** The parts of tfjs-backend-webgpu's WebGPUBackend this module uses (its internals, not typed). */

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { conv2dBackpropFilterConfig } from './conv2d-backprop-filter.js';
 import { leadingAxesMeanConfig, leadingAxesSumConfig } from './reduce-leading.js';
 import { installGpuDropout, uninstallGpuDropout } from './dropout.js';
+import { installFastUploads, uninstallFastUploads } from './uploads.js';
 
 // Our faster webgpu kernels for training, registered over tfjs-backend-webgpu's own. Each keeps the
 // stock kernel and hands it every case it does not cover, so registering never changes what is
@@ -27,6 +28,7 @@ export function registerWebgpuTrainingKernels(): void {
     tf.registerKernel(make(stock));
   }
   installGpuDropout();
+  installFastUploads();
 }
 
 /** Puts tfjs's own kernels back (benchmarks and tests compare against them). */
@@ -37,6 +39,7 @@ export function unregisterWebgpuTrainingKernels(): void {
   }
   stockKernels.clear();
   uninstallGpuDropout();
+  uninstallFastUploads();
 }
 
 export function webgpuTrainingKernelsRegistered(): boolean {
