@@ -1,9 +1,9 @@
-import { mkdir, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join, relative } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { InputError, IntegrityError, PipelineError } from '../errors.js';
-import { fsyncDir, listFilesRecursive, writeFileAtomic, writeFileSynced } from '../util/fs.js';
+import { diskUsage, exists, fsyncDir, listFilesRecursive, writeFileAtomic, writeFileSynced } from '../util/fs.js';
 import { sha256File } from '../util/hash.js';
 import { MANIFEST_FILE, type Manifest, type ManifestDraft, type RunRecord } from './manifest.js';
 
@@ -12,6 +12,7 @@ import { MANIFEST_FILE, type Manifest, type ManifestDraft, type RunRecord } from
 //   <root>/<pipeline>/<stage>/v<N>/          one published stage output, manifest.json written last
 //   <root>/<pipeline>/<stage>/.tmp/<random>/ a version being written (never read; removed on next publish)
 //   <root>/<pipeline>/runs/<run-id>.json     one record per `pipeline run`
+//   <root>/<pipeline>/runs/<run-id>.html     its report (self-contained: charts, metrics, lineage)
 //   <root>/<pipeline>.lock                   held by the run that writes to <pipeline>
 //
 // A version directory appears only by rename() of a complete, fsynced temp directory, so a crash or
@@ -21,6 +22,8 @@ const VERSION_DIR = /^v([1-9][0-9]*)$/;
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const RUNS_DIR = 'runs';
 const TMP_DIR = '.tmp';
+/** What writeFileAtomic names its temporary files (util/fs.ts). */
+const ATOMIC_TMP = /\.tmp-(\d+)-\d+$/;
 
 export interface StoredVersion {
   pipeline: string;
@@ -46,8 +49,21 @@ export interface ArtifactStore {
   writeRun(record: RunRecord): Promise<string>;
   listRuns(pipeline: string): Promise<RunRecord[]>;
   readRun(pipeline: string, runId: string): Promise<RunRecord>;
+  /** Where a run's HTML report lives (beside its record). */
+  reportPath(pipeline: string, runId: string): string;
   /** Where a path inside the store is, for messages: relative to the working directory when shorter. */
   describe(path: string): string;
+  /** Pipelines with a folder in the store. */
+  listPipelines(): Promise<string[]>;
+  /** A pipeline's versions and the leftovers of crashed writes, with their bytes on disk (for gc). */
+  inventory(pipeline: string): Promise<StoreInventory>;
+  /** Deletes one version or leftover that inventory() listed; the caller holds the pipeline's lock. */
+  discard(path: string): Promise<void>;
+}
+
+export interface StoreInventory {
+  versions: (StoredVersion & { bytes: number })[];
+  leftovers: { path: string; bytes: number }[];
 }
 
 export function assertSafeName(kind: string, name: string): void {
@@ -56,6 +72,10 @@ export function assertSafeName(kind: string, name: string): void {
       `${kind} name "${name}" cannot be used as a folder name in the artifact store: ` +
         'use letters, digits, "_", "-" and "." (not starting with "." and without "..")',
     );
+  }
+  // <root>/serving/ holds exported models in TensorFlow Serving's layout (serving.ts).
+  if (kind === 'pipeline' && name === 'serving') {
+    throw new InputError('pipeline name "serving" is reserved: <store>/serving/ holds exported models; rename the pipeline');
   }
 }
 
@@ -226,6 +246,70 @@ export class LocalArtifactStore implements ArtifactStore {
     }
   }
 
+  async listPipelines(): Promise<string[]> {
+    let entries;
+    try {
+      entries = await readdir(this.root, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    // <root>/serving/ holds exported models (serving.ts), and <pipeline>.lock is a folder while held.
+    const names = entries.filter((e) => e.isDirectory() && SAFE_NAME.test(e.name) && e.name !== 'serving').map((e) => e.name);
+    return names.filter((n) => !(n.endsWith('.lock') && names.includes(n.slice(0, -'.lock'.length)))).sort();
+  }
+
+  async inventory(pipeline: string): Promise<StoreInventory> {
+    assertSafeName('pipeline', pipeline);
+    const found: StoreInventory = { versions: [], leftovers: [] };
+    let entries;
+    try {
+      entries = await readdir(join(this.root, pipeline), { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return found;
+      throw err;
+    }
+    for (const entry of entries.filter((e) => e.isDirectory())) {
+      const dir = join(this.root, pipeline, entry.name);
+      if (entry.name === RUNS_DIR) {
+        // writeFileAtomic's temporaries (<record>.json.tmp-<pid>-<ms>) that a crash left behind;
+        // `pipeline report` writes here without the lock, so a live writer's is left alone.
+        const dead = (n: string) => !processAlive(Number(ATOMIC_TMP.exec(n)?.[1]));
+        for (const name of (await readdir(dir)).filter((n) => ATOMIC_TMP.test(n) && dead(n))) {
+          found.leftovers.push({ path: join(dir, name), bytes: await diskUsage(join(dir, name)) });
+        }
+      } else if (SAFE_NAME.test(entry.name)) {
+        for (const v of await this.listVersions(pipeline, entry.name)) found.versions.push({ ...v, bytes: await diskUsage(v.dir) });
+        if (await exists(join(dir, TMP_DIR))) found.leftovers.push({ path: join(dir, TMP_DIR), bytes: await diskUsage(join(dir, TMP_DIR)) });
+      }
+    }
+    return found;
+  }
+
+  async discard(path: string): Promise<void> {
+    const parts = relative(this.root, path).split(sep);
+    const [pipeline, folder, leaf] = parts;
+    // Only the shapes inventory() lists, so a wrong path can never delete anything else.
+    const isVersion = VERSION_DIR.test(leaf ?? '');
+    const allowed =
+      parts.length === 3 &&
+      SAFE_NAME.test(pipeline) &&
+      (folder === RUNS_DIR ? ATOMIC_TMP.test(leaf) : SAFE_NAME.test(folder) && (isVersion || leaf === TMP_DIR));
+    if (!allowed) throw new PipelineError('E_INTERNAL', `refusing to discard ${path}: not a version or leftover in ${this.root}`, 1);
+    if (!isVersion) {
+      await rm(path, { recursive: true, force: true });
+      return;
+    }
+    // Out of sight first, by rename: a crash while deleting must not leave a v<N> with files missing.
+    const stageDir = join(this.root, pipeline, folder);
+    await mkdir(join(stageDir, TMP_DIR), { recursive: true });
+    const doomed = await mkdtemp(join(stageDir, TMP_DIR, `gc-${leaf}-`));
+    await rename(path, join(doomed, leaf));
+    await fsyncDir(stageDir);
+    await rm(doomed, { recursive: true, force: true });
+    await rmdir(join(stageDir, TMP_DIR)).catch(() => undefined);
+  }
+
   private runsDir(pipeline: string): string {
     assertSafeName('pipeline', pipeline);
     return join(this.root, pipeline, RUNS_DIR);
@@ -238,6 +322,11 @@ export class LocalArtifactStore implements ArtifactStore {
     return path;
   }
 
+  reportPath(pipeline: string, runId: string): string {
+    assertSafeName('run', runId);
+    return join(this.runsDir(pipeline), `${runId}.html`);
+  }
+
   async listRuns(pipeline: string): Promise<RunRecord[]> {
     let names: string[];
     try {
@@ -248,7 +337,12 @@ export class LocalArtifactStore implements ArtifactStore {
     }
     const runs: RunRecord[] = [];
     for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
-      runs.push(JSON.parse(await readFile(join(this.runsDir(pipeline), name), 'utf8')) as RunRecord);
+      const path = join(this.runsDir(pipeline), name);
+      try {
+        runs.push(JSON.parse(await readFile(path, 'utf8')) as RunRecord);
+      } catch (err) {
+        throw new InputError(`${path}: not a readable run record (${(err as Error).message}); move it away or delete it`);
+      }
     }
     return runs.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
   }

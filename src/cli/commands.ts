@@ -1,9 +1,11 @@
-import { readdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { RunRecord } from '../artifacts/manifest.js';
 import { LocalArtifactStore, type ArtifactStore } from '../artifacts/store.js';
 import type { BackendChoice } from '../backend/select.js';
 import { EXIT_OK, InputError } from '../errors.js';
 import { planPipeline, runPipeline } from '../engine/run.js';
+import { JsonLinesReporter } from '../report/json-lines.js';
 import { formatHeadline, formatNumber, TerminalReporter } from '../report/terminal.js';
 import { loadPipeline } from '../spec/pipeline.js';
 import { pipelineSchema } from '../spec/schema.js';
@@ -20,7 +22,11 @@ interface FileArgs extends StoreArgs {
 const openStore = (args: StoreArgs): ArtifactStore => new LocalArtifactStore(resolve(args.store));
 const print = (text = '') => process.stdout.write(`${text}\n`);
 
-export async function runCommand(args: FileArgs & { backend?: BackendChoice; force: boolean; quiet: boolean }): Promise<number> {
+export type LogFormat = 'text' | 'json';
+
+export async function runCommand(
+  args: FileArgs & { backend?: BackendChoice; force: boolean; quiet: boolean; logFormat: LogFormat },
+): Promise<number> {
   const pipeline = await loadPipeline(args.file, args.set);
   let stops = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -34,7 +40,7 @@ export async function runCommand(args: FileArgs & { backend?: BackendChoice; for
     store: openStore(args),
     force: args.force,
     backend: args.backend,
-    reporter: new TerminalReporter({ quiet: args.quiet }),
+    reporter: args.logFormat === 'json' ? new JsonLinesReporter() : new TerminalReporter({ quiet: args.quiet }),
     stopRequested: () => stops > 0,
   });
   return EXIT_OK;
@@ -60,12 +66,7 @@ export async function planCommand(args: FileArgs & { force: boolean }): Promise<
 async function pipelinesIn(store: ArtifactStore, which?: string): Promise<string[]> {
   if (which && /\.(ya?ml|json)$/.test(which)) return [(await loadPipeline(which)).name];
   if (which) return [which];
-  try {
-    const entries = await readdir(store.root, { withFileTypes: true });
-    return entries.filter((e) => e.isDirectory() && !e.name.startsWith('.')).map((e) => e.name).sort();
-  } catch {
-    return [];
-  }
+  return store.listPipelines();
 }
 
 export async function runsCommand(args: StoreArgs & { pipeline?: string }): Promise<number> {
@@ -130,6 +131,56 @@ export async function showCommand(args: StoreArgs & { target: string }): Promise
   print('  files:');
   for (const [file, digest] of Object.entries(m.files)) print(`    ${file} ${formatNumber(digest.bytes)} bytes sha256 ${digest.sha256.slice(0, 16)}`);
   print(`  config: ${JSON.stringify(m.config)}`);
+  return EXIT_OK;
+}
+
+/**
+ * A run by id (a unique prefix will do), `latest`, or `latest~N` (N runs before the latest), in one
+ * pipeline or, without one, in whichever pipeline of the store has it.
+ */
+async function findRun(store: ArtifactStore, id: string, pipeline?: string): Promise<RunRecord> {
+  const runs: RunRecord[] = [];
+  for (const name of await pipelinesIn(store, pipeline)) runs.push(...(await store.listRuns(name)));
+  const where = `${pipeline ? `pipeline "${pipeline}" in ` : ''}${store.describe(store.root)}`;
+  if (!runs.length) throw new InputError(`no runs recorded for ${where}: run a pipeline first, or pass --store`);
+  runs.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  const back = /^latest(?:~(\d+))?$/.exec(id);
+  if (back) {
+    const run = runs.at(-1 - Number(back[1] ?? 0));
+    if (!run) throw new InputError(`"${id}": only ${runs.length} runs are recorded for ${where}`);
+    return run;
+  }
+  const matches = runs.filter((r) => r.id === id || r.id.startsWith(id));
+  if (matches.length === 1) return matches[0];
+  if (!matches.length) {
+    throw new InputError(
+      `no run "${id}" in ${where} (latest: ${runs.slice(-3).map((r) => `${r.pipeline}/${r.id}`).join(', ')}); ` +
+        'see `pipeline runs`',
+    );
+  }
+  throw new InputError(
+    `run id "${id}" matches ${matches.length} runs (${matches.map((r) => `${r.pipeline}/${r.id}`).join(', ')}): ` +
+      'give more of the id, or --pipeline',
+  );
+}
+
+export async function reportCommand(args: StoreArgs & { run: string; pipeline?: string; open: boolean }): Promise<number> {
+  const store = openStore(args);
+  const record = await findRun(store, args.run, args.pipeline);
+  const { writeRunReport } = await import('../report/html.js');
+  const path = await writeRunReport(store, record);
+  // --open prints a URL a terminal makes clickable (and `xdg-open "$(...)"` takes); no browser is started.
+  print(args.open ? pathToFileURL(path).href : `report of run ${record.pipeline}/${record.id}: ${store.describe(path)}`);
+  return EXIT_OK;
+}
+
+export async function diffCommand(args: StoreArgs & { a: string; b: string; pipeline?: string }): Promise<number> {
+  const store = openStore(args);
+  const a = await findRun(store, args.a, args.pipeline);
+  // B is looked up in A's pipeline, so `diff <id> latest` means that pipeline's latest run.
+  const b = await findRun(store, args.b, args.pipeline ?? a.pipeline);
+  const { diffRuns, formatRunDiff } = await import('../report/diff.js');
+  for (const line of formatRunDiff(await diffRuns(store, a, b))) print(line);
   return EXIT_OK;
 }
 

@@ -61,7 +61,12 @@ export async function main(argv: string[]): Promise<void> {
         withFileAndSets(y)
           .option('backend', { choices: BACKEND_CHOICES, describe: "tfjs backend (overrides the file's)" })
           .option('force', { type: 'boolean', default: false, describe: 'rerun every stage, even when cached' })
-          .option('quiet', { type: 'boolean', default: false, describe: 'print only errors' }),
+          .option('quiet', { type: 'boolean', default: false, describe: 'print only errors' })
+          .option('log-format', {
+            choices: ['text', 'json'] as const,
+            default: 'text' as const,
+            describe: 'json: one JSON object per line and event on stdout, for CI',
+          }),
       wrap(async (args) => (await import('./commands.js')).runCommand(args)),
     )
     .command(
@@ -89,12 +94,70 @@ export async function main(argv: string[]): Promise<void> {
       wrap(async (args) => (await import('./commands.js')).showCommand(args)),
     )
     .command(
+      'report <run>',
+      "rebuild a run's HTML report (charts, metrics, lineage): RUN-ID, a unique prefix, or latest",
+      (y) =>
+        y
+          .positional('run', { type: 'string', demandOption: true, describe: 'run id, unique prefix, latest or latest~N' })
+          .option('pipeline', { type: 'string', describe: 'pipeline name or file (default: any pipeline in the store)' })
+          .option('open', { type: 'boolean', default: false, describe: "print the report's file:// URL" }),
+      wrap(async (args) => (await import('./commands.js')).reportCommand(args)),
+    )
+    .command(
+      'diff <a> <b>',
+      'what changed between two runs: overrides, resolved stage configs, versions, metric deltas',
+      (y) =>
+        y
+          .positional('a', { type: 'string', demandOption: true, describe: 'run id, unique prefix, latest or latest~N' })
+          .positional('b', { type: 'string', demandOption: true, describe: 'run id, unique prefix, latest or latest~N' })
+          .option('pipeline', { type: 'string', describe: 'pipeline name or file (default: any pipeline in the store)' }),
+      wrap(async (args) => (await import('./commands.js')).diffCommand(args)),
+    )
+    .command(
+      'serve <base>',
+      "serve exported models with TensorFlow Serving's REST API (new versions load without a restart)",
+      (y) =>
+        y
+          .positional('base', { type: 'string', demandOption: true, describe: 'folder of <model>/<version>/ (e.g. artifacts/serving)' })
+          .option('port', { type: 'number', default: 8501, describe: 'TCP port (0: any free port)' })
+          .option('host', { type: 'string', default: '127.0.0.1', describe: 'address to listen on (0.0.0.0: every interface)' })
+          .option('model-name', { type: 'string', array: true, describe: 'serve only these models (or name the one model of a base path)' })
+          .option('version-policy', { choices: ['latest', 'all', 'specific'] as const, default: 'latest' as const, describe: 'versions to load' })
+          .option('num-versions', { type: 'number', default: 1, describe: 'latest: how many of the newest versions' })
+          .option('versions', { type: 'string', describe: 'specific: version numbers, e.g. 1,3' })
+          .option('version-label', { type: 'string', array: true, default: [] as string[], describe: '[MODEL:]LABEL=VERSION for /labels/LABEL' })
+          .option('poll-seconds', { type: 'number', default: 1, describe: 'seconds between scans of the base folder (0: never)' })
+          .option('batching', { type: 'boolean', default: true, describe: 'merge concurrent requests into one model run (--no-batching)' })
+          .option('max-batch-size', { type: 'number', default: 32, describe: 'rows per merged model run' })
+          .option('batch-timeout-micros', { type: 'number', default: 0, describe: 'longest wait for a batch to fill (0: run when the model is free)' })
+          .option('max-enqueued-batches', { type: 'number', default: 64, describe: 'queue bound in batches; beyond it 503' })
+          .option('backend', { choices: BACKEND_CHOICES, default: 'auto' as const, describe: 'tfjs backend' })
+          .option('api-key-file', { type: 'string', describe: 'require an API key from this file (one per line)' })
+          .option('hmac-key-file', { type: 'string', describe: 'accept HMAC-signed requests with a key from this file' })
+          .option('hmac-max-skew-seconds', { type: 'number', default: 300, describe: 'oldest (and newest) x-timestamp accepted' })
+          .option('public-metrics', { type: 'boolean', default: false, describe: 'serve /metrics without credentials' })
+          .option('max-body-bytes', { type: 'number', default: 8 * 1024 * 1024, describe: 'larger request bodies get 413' })
+          .option('request-timeout-ms', { type: 'number', default: 30000, describe: 'receive-and-predict deadline per request (504)' })
+          .option('quiet', { type: 'boolean', default: false, describe: 'print only warnings and errors' }),
+      wrap(async (args) => (await import('./serve.js')).serveCommand(args)),
+    )
+    .command(
+      'gc [pipeline]',
+      'remove stage versions no longer needed (keeps the newest N per stage and the newest successful run\'s)',
+      (y) =>
+        y
+          .positional('pipeline', { type: 'string', describe: 'pipeline name or file (default: every pipeline in the store)' })
+          .option('keep', { type: 'number', default: 3, describe: 'newest versions kept per stage' })
+          .option('dry-run', { type: 'boolean', default: false, describe: 'print what would be removed; remove nothing' }),
+      wrap(async (args) => (await import('./gc.js')).gcCommand(args)),
+    )
+    .command(
       'schema',
       'print the JSON Schema of pipeline files',
       (y) => y,
       wrap(async () => (await import('./commands.js')).schemaCommand()),
     )
-    .demandCommand(1, 'name a command: run, validate, plan, runs, show or schema')
+    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, serve, gc or schema')
     .strict()
     .recommendCommands()
     .fail((message, err, y) => {

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { CsvError, parse, type InfoRecord } from 'csv-parse';
 import { didYouMean } from '../util/suggest.js';
 import { InputError } from '../errors.js';
+import { decodeTextFile, quoteShort } from '../util/text.js';
 import type { CsvDataSpec, MissingPolicy } from './types.js';
 
 // Parses a CSV into a dense feature matrix and encoded labels. Rows are numbered as a person
@@ -37,13 +38,21 @@ interface ParsedRecord {
   line: number;
 }
 
+/**
+ * Longest row, in bytes and (within quotes, across lines) in characters. A real row of even 100,000
+ * features is under 1 MB; past this the file is not CSV, or an unclosed quote has swallowed the
+ * rest of it, and the parser would hold all of it as one field before saying so.
+ */
+export const MAX_ROW_BYTES = 4 * 1024 * 1024;
+
 /** `data` is the decompressed file; `file` names it in messages. */
-export async function parseCsv(data: Buffer, file: string, spec: CsvDataSpec, dataset: string): Promise<CsvTable> {
+export async function parseCsv(raw: Buffer, file: string, spec: CsvDataSpec, dataset: string): Promise<CsvTable> {
   const header = spec.header ?? true;
   const skipRows = spec.skipRows ?? 0;
   const delimiter = spec.delimiter ?? ',';
   const policy: MissingPolicy = spec.missing ?? 'error';
   checkOptions(spec, dataset);
+  const data = decodeCsv(raw, file);
 
   if (isBlank(data)) {
     throw new InputError(`${file}: the file is empty; expected ${header ? 'a header row and ' : ''}rows of comma-separated values.`);
@@ -70,8 +79,10 @@ export async function parseCsv(data: Buffer, file: string, spec: CsvDataSpec, da
       headerLine = line;
       ({ labelIndex, featureIndices } = resolveColumns(columns, spec, header, file, dataset));
       featureCount = featureIndices.length;
-      x = new Float32Array(1024 * featureCount);
-      lines = new Int32Array(1024);
+      // Start small for wide rows: the first row alone must not reserve what 1,024 of them would take.
+      const rows = Math.max(1, Math.min(1024, Math.floor((1 << 20) / featureCount)));
+      x = new Float32Array(rows * featureCount);
+      lines = new Int32Array(rows);
       if (header) continue;
     }
     dataRows++;
@@ -100,7 +111,7 @@ export async function parseCsv(data: Buffer, file: string, spec: CsvDataSpec, da
       if (isMissing(text)) {
         if (policy === 'error') {
           throw new InputError(
-            `${file}: row ${line}, column "${columns[column]}": expected a number, found a missing value (${JSON.stringify(text)}). ` +
+            `${file}: row ${line}, column ${quoteShort(columns[column])}: expected a number, found a missing value (${JSON.stringify(text)}). ` +
               `Fill it in, or ${MISSING_FIX} in data set "${dataset}".`,
           );
         }
@@ -115,7 +126,7 @@ export async function parseCsv(data: Buffer, file: string, spec: CsvDataSpec, da
     if (isMissing(labelText)) {
       if (policy !== 'drop') {
         throw new InputError(
-          `${file}: row ${line}, column "${columns[labelIndex]}" (the label): expected a class label, found a missing value ` +
+          `${file}: row ${line}, column ${quoteShort(columns[labelIndex])} (the label): expected a class label, found a missing value ` +
             `(${JSON.stringify(labelText)}). Fill it in, or set missing: drop in data set "${dataset}" to leave such rows out ` +
             `(mean and zero fill only feature columns).`,
         );
@@ -176,6 +187,32 @@ export async function parseCsv(data: Buffer, file: string, spec: CsvDataSpec, da
   };
 }
 
+/** UTF-8 text (UTF-16 with a byte-order mark converted) with no row over MAX_ROW_BYTES, or an error at the line. */
+function decodeCsv(raw: Buffer, file: string): Buffer {
+  const decoded = decodeTextFile(raw);
+  if ('problem' in decoded) {
+    const { line, col, message } = decoded.problem;
+    throw new InputError(`${file}: row ${line}, byte ${col}: not CSV text: ${message}.`);
+  }
+  const data = decoded.text;
+  if (data.length <= MAX_ROW_BYTES) return data;
+  let line = 1;
+  let rowStart = 0;
+  for (let i = 0; i <= data.length; i++) {
+    const byte = i < data.length ? data[i] : 0x0a;
+    if (byte !== 0x0a && byte !== 0x0d) continue;
+    if (i - rowStart > MAX_ROW_BYTES) {
+      throw new InputError(
+        `${file}: row ${line} is over ${MAX_ROW_BYTES.toLocaleString('en-US')} bytes long (the limit for one row): ` +
+          'this is not a CSV file, or not the one meant; check the path.',
+      );
+    }
+    if (byte === 0x0a) line++;
+    rowStart = i + 1;
+  }
+  return data;
+}
+
 function checkOptions(spec: CsvDataSpec, dataset: string): void {
   const skipRows = spec.skipRows ?? 0;
   if (!Number.isInteger(skipRows) || skipRows < 0) {
@@ -197,6 +234,7 @@ async function* records(data: Buffer, file: string, skipRows: number, delimiter:
     delimiter,
     from_line: skipRows + 1,
     info: true,
+    max_record_size: MAX_ROW_BYTES,
     relax_column_count: true,
     skip_empty_lines: true,
     trim: true,
@@ -210,6 +248,13 @@ async function* records(data: Buffer, file: string, skipRows: number, delimiter:
   } catch (err) {
     if (err instanceof CsvError) {
       const line = typeof err.lines === 'number' ? `row ${err.lines}: ` : '';
+      if (err.code === 'CSV_MAX_RECORD_SIZE') {
+        throw new InputError(
+          `${file}: ${line}a record runs past ${MAX_ROW_BYTES.toLocaleString('en-US')} characters: a quote opened on or before ` +
+            'that row is never closed, so the rest of the file reads as one value; close the quote.',
+          { cause: err },
+        );
+      }
       throw new InputError(`${file}: ${line}could not read the CSV: ${err.message}. Check the quotes on that row.`, { cause: err });
     }
     throw err;
@@ -229,9 +274,9 @@ function* chunks(data: Buffer, size: number): Generator<Buffer> {
 function parseNumber(text: string, file: string, line: number, column: string): number {
   const v = NUMBER.test(text) ? Number(text) : NaN;
   if (Number.isFinite(Math.fround(v))) return v;
-  const why = Number.isNaN(v) ? `found the text ${JSON.stringify(text)}` : `found ${text}, beyond the float32 range`;
+  const why = Number.isNaN(v) ? `found the text ${quoteShort(text)}` : `found ${text.length > 40 ? quoteShort(text) : text}, beyond the float32 range`;
   throw new InputError(
-    `${file}: row ${line}, column "${column}": expected a number, ${why}. ` +
+    `${file}: row ${line}, column ${quoteShort(column)}: expected a number, ${why}. ` +
       `Fix the value, or leave the column out of the features (list the wanted columns in features).`,
   );
 }
@@ -250,7 +295,7 @@ function fillWithMeans(x: Float32Array, featureCount: number, names: string[], f
   for (let f = 0; f < featureCount; f++) {
     if (seen[f] === 0) {
       throw new InputError(
-        `${file}: column "${names[f]}" has no values at all, so missing: mean has no mean to fill with; ` +
+        `${file}: column ${quoteShort(names[f])} has no values at all, so missing: mean has no mean to fill with; ` +
           `leave the column out of features or use missing: zero.`,
       );
     }
@@ -286,16 +331,16 @@ function resolveColumns(
     for (const [k, i] of featureIndices.entries()) {
       if (i === labelIndex) {
         throw new InputError(
-          `data set "${dataset}": features lists ${JSON.stringify(spec.features[k])}, which is the label column "${columns[i]}"; ` +
+          `data set "${dataset}": features lists ${JSON.stringify(spec.features[k])}, which is the label column ${quoteShort(columns[i])}; ` +
             `remove it from features (a model given its own label learns nothing).`,
         );
       }
-      if (seen.has(i)) throw new InputError(`data set "${dataset}": features lists column "${columns[i]}" twice; list each column once.`);
+      if (seen.has(i)) throw new InputError(`data set "${dataset}": features lists column ${quoteShort(columns[i])} twice; list each column once.`);
       seen.add(i);
     }
   }
   if (featureIndices.length === 0) {
-    throw new InputError(`${file}: the label column "${columns[labelIndex]}" is the only column; expected feature columns besides it.`);
+    throw new InputError(`${file}: the label column ${quoteShort(columns[labelIndex])} is the only column; expected feature columns besides it.`);
   }
   return { labelIndex, featureIndices };
 }
@@ -320,13 +365,13 @@ function findColumn(ref: string | number, columns: string[], header: boolean, fi
 }
 
 function listNames(columns: string[]): string {
-  const shown = columns.slice(0, 30).map((c) => JSON.stringify(c));
+  const shown = columns.slice(0, 30).map((c) => quoteShort(c));
   return columns.length > 30 ? `${shown.join(', ')}, ... (${columns.length} in all)` : shown.join(', ');
 }
 
 function suggestColumn(name: string, candidates: string[]): string {
   const guess = didYouMean(name, candidates);
-  return guess === undefined ? '' : ` Did you mean "${guess}"?`;
+  return guess === undefined ? '' : ` Did you mean ${quoteShort(guess)}?`;
 }
 
 /**
@@ -367,8 +412,8 @@ function encodeLabels(
         ? ` (integer labels are read as class indices only when all are in 0..${given.length - 1})`
         : '';
       throw new InputError(
-        `${file}: row ${firstRow(v)}, column "${column}": expected a label in classes ${JSON.stringify(given)}, ` +
-          `found ${JSON.stringify(v)}${hint}. Add it to classes in data set "${dataset}", or fix the row.`,
+        `${file}: row ${firstRow(v)}, column ${quoteShort(column)}: expected a label in classes ${JSON.stringify(given)}, ` +
+          `found ${quoteShort(v)}${hint}. Add it to classes in data set "${dataset}", or fix the row.`,
       );
     }
     codeOf[i] = code;

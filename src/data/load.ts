@@ -4,7 +4,7 @@ import { parseCsv } from './csv.js';
 import { canonicalJson, sha256File, sha256 as sha256Hex } from '../util/hash.js';
 import { IDX_ROLES, parseIdx, resolveIdxFiles, type IdxRole } from './idx.js';
 import { applyPreprocessingInPlace, checkNormalize, featureSizeOf, fitPreprocessing } from './normalize.js';
-import { fileErrorMessage, readSourceFile, resolveDataPath, type SourceFile } from './source.js';
+import { checkSourceFile, fileErrorMessage, readSourceFile, resolveDataPath, type SourceFile } from './source.js';
 import { compose, gather, resolveSplitSize, seededSplit, seededSubset } from './split.js';
 import type { CsvDataSpec, DataSpec, DataSplit, IdxDataSpec, LoadedDataset, Normalize } from './types.js';
 
@@ -39,6 +39,8 @@ export async function hashDataSource(
   const files = await sourcePaths(name, spec, options.baseDir);
   const sources: DataSource[] = [];
   for (const path of files) {
+    // Hashing streams the file: /dev/zero or a named pipe here would never finish.
+    await checkSourceFile(path, `a source file of data set "${name}"`);
     try {
       sources.push({ path, ...(await sha256File(path)) });
     } catch (err) {

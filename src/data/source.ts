@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import { InputError } from '../errors.js';
+import { checkRegularFile, FileLimitError } from '../util/fs.js';
 import { sha256 as sha256Hex } from '../util/hash.js';
 
 // Reads a data file once: the same bytes feed the lineage hash and, decompressed, the parser.
@@ -31,7 +32,36 @@ export function isGzip(bytes: Uint8Array): boolean {
   return bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
 }
 
-export async function readSourceFile(path: string, what: string): Promise<SourceFile> {
+/**
+ * Largest data file, on disk and decompressed: everything is held in memory as bytes and again as
+ * float32 features, and Node cannot read a file over 2 GiB at once anyway. A gzip that inflates
+ * past it (a "zip bomb", or a data set this tool cannot hold) is stopped as it inflates.
+ */
+export const MAX_DATA_BYTES = 2 ** 31 - 1;
+
+const bytes = (n: number) => `${n.toLocaleString('en-US')} bytes`;
+
+/** Refuses, before anything is read, a source that is not a regular file (a folder, a device, a pipe) or is too large. */
+export async function checkSourceFile(path: string, what: string, maxBytes = MAX_DATA_BYTES): Promise<void> {
+  try {
+    await checkRegularFile(path, maxBytes);
+  } catch (err) {
+    if (!(err instanceof FileLimitError)) throw new InputError(fileErrorMessage(path, what, err), { cause: err });
+    if (err.reason === 'not-a-file') {
+      throw new InputError(
+        err.found === 'a folder' ? `${path}: expected ${what} (a file), found a folder.` : `${path}: expected ${what}, found ${err.found}; name a regular file.`,
+      );
+    }
+    throw new InputError(
+      `${path}: ${what} is ${bytes(Number(err.found))}, over the ${bytes(maxBytes)} limit for a data file; ` +
+        'use a subset of the data (the whole file is held in memory).',
+    );
+  }
+}
+
+export async function readSourceFile(path: string, what: string, options: { maxBytes?: number } = {}): Promise<SourceFile> {
+  const maxBytes = options.maxBytes ?? MAX_DATA_BYTES;
+  await checkSourceFile(path, what, maxBytes);
   let raw: Buffer;
   try {
     raw = await readFile(path);
@@ -41,8 +71,15 @@ export async function readSourceFile(path: string, what: string): Promise<Source
   let data = raw;
   if (isGzip(raw)) {
     try {
-      data = await gunzipAsync(raw, GUNZIP_OPTIONS);
+      data = await gunzipAsync(raw, { ...GUNZIP_OPTIONS, maxOutputLength: maxBytes });
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new InputError(
+          `${path}: ${what} decompresses to more than ${bytes(maxBytes)} (from ${raw.length.toLocaleString('en-US')} bytes of gzip); ` +
+            'refused: a gzip bomb, or a data set too large to hold in memory: use a subset of it.',
+          { cause: err },
+        );
+      }
       throw new InputError(
         `${path}: expected a complete gzip file, found one that does not decompress (${errorText(err)}); ` +
           `it is probably truncated or corrupt: fetch it again.`,

@@ -66,7 +66,8 @@ export function explainDifference(
   return reasons;
 }
 
-function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
+/** Each leaf that differs between two configs, as "path: old -> new" (values cut at 40 characters). */
+export function diffPaths(a: unknown, b: unknown, prefix = ''): string[] {
   if (canonicalJson(a) === canonicalJson(b)) return [];
   const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
   if (isObj(a) && isObj(b)) {

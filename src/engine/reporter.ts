@@ -12,6 +12,10 @@ export interface RunReporter {
   stageReused(plan: StagePlan, version: StoredVersion): void;
   stageStart(plan: StagePlan, index: number, total: number): void;
   stageDone(plan: StagePlan, version: StoredVersion, durationMs: number): void;
+  stageFailed(plan: StagePlan, error: Error, durationMs: number): void;
   observerFor(stage: string): TrainingObserver;
-  runEnd(record: RunRecord, recordPath: string): void;
+  /** A problem that does not fail the run, e.g. its report could not be written. */
+  warning(message: string): void;
+  /** `reportPath` is absent when the report could not be written (a warning said why). */
+  runEnd(record: RunRecord, recordPath: string, reportPath?: string): void;
 }

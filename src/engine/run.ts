@@ -177,6 +177,7 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
       } catch (err) {
         Object.assign(entry, { status: 'failed', durationMs: Date.now() - stageStarted, error: (err as Error).message });
         for (const rest of record.stages.slice(index + 1)) rest.status = 'skipped';
+        reporter.stageFailed(plan, err as Error, Date.now() - stageStarted);
         throw err instanceof PipelineError ? err : new StageError(plan.stage, `stage "${plan.stage}" failed: ${(err as Error).message}`, { cause: err });
       }
     }
@@ -190,8 +191,22 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
     record.finishedAt = new Date().toISOString();
     record.durationMs = Date.now() - started;
     recordPath = await store.writeRun(record);
-    reporter.runEnd(record, store.describe(recordPath));
+    const reportPath = await writeReport(store, record, reporter);
+    reporter.runEnd(record, store.describe(recordPath), reportPath && store.describe(reportPath));
     await release();
+  }
+}
+
+/** The run's HTML report; failing to write it is a warning, never the run's failure. */
+async function writeReport(store: ArtifactStore, record: RunRecord, reporter: RunReporter): Promise<string | undefined> {
+  try {
+    return await (await import('../report/html.js')).writeRunReport(store, record);
+  } catch (err) {
+    reporter.warning(
+      `the report of run ${record.id} could not be written: ${(err as Error).message}; ` +
+        `rebuild it with \`pipeline report ${record.id} --pipeline ${record.pipeline}\``,
+    );
+    return undefined;
   }
 }
 

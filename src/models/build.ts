@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { InputError } from '../errors.js';
 import { loadLayersModelFrom } from './io.js';
 import { LAYER_KINDS } from './layers.js';
+import { checkLayerBudget } from './topology.js';
 
 export interface LayerSpec {
   type: string;
@@ -42,6 +43,7 @@ export async function buildModel(spec: ModelSpec, ctx: BuildContext): Promise<tf
 }
 
 function buildSequential(layers: LayerSpec[], ctx: BuildContext): tf.Sequential {
+  checkLayerBudget(layers, ctx.inputShape, ctx.where);
   const model = tf.sequential();
   layers.forEach((spec, index) => {
     const { type, ...options } = spec;

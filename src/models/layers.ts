@@ -16,9 +16,20 @@ const INITIALIZERS = [
 
 type JsonSchema = Record<string, unknown>;
 
+/**
+ * Largest units, filters and depth multiplier. Each weight tensor is allocated (and randomly
+ * initialised) as its layer is added, so `units: 1e9` would ask for gigabytes before any other
+ * check could speak; the whole model is also held to MAX_PARAMETERS (topology.ts).
+ */
+export const MAX_UNITS = 65536;
+/** Largest kernel, pool, stride and dilation along one axis: far beyond any image the data can hold. */
+export const MAX_WINDOW = 1024;
+
 const positiveInt: JsonSchema = { type: 'integer', minimum: 1 };
+const unitCount: JsonSchema = { type: 'integer', minimum: 1, maximum: MAX_UNITS };
+const windowSize: JsonSchema = { type: 'integer', minimum: 1, maximum: MAX_WINDOW };
 const intOrPair: JsonSchema = {
-  oneOf: [positiveInt, { type: 'array', items: positiveInt, minItems: 2, maxItems: 2 }],
+  oneOf: [windowSize, { type: 'array', items: windowSize, minItems: 2, maxItems: 2 }],
 };
 const activation: JsonSchema = { enum: [...ACTIVATIONS] };
 const padding: JsonSchema = { enum: ['valid', 'same'] };
@@ -39,13 +50,13 @@ const make = (factory: Factory) => (args: Record<string, unknown>) => factory(ar
 
 export const LAYER_KINDS: Record<string, LayerKind> = {
   dense: {
-    options: { units: positiveInt, activation, useBias: { type: 'boolean' }, kernelInitializer: initializer, biasInitializer: initializer },
+    options: { units: unitCount, activation, useBias: { type: 'boolean' }, kernelInitializer: initializer, biasInitializer: initializer },
     required: ['units'],
     create: make(tf.layers.dense),
   },
   conv2d: {
     options: {
-      filters: positiveInt, kernelSize: intOrPair, strides: intOrPair, padding, activation,
+      filters: unitCount, kernelSize: intOrPair, strides: intOrPair, padding, activation,
       dilationRate: intOrPair, useBias: { type: 'boolean' }, kernelInitializer: initializer, biasInitializer: initializer,
     },
     required: ['filters', 'kernelSize'],
@@ -53,7 +64,7 @@ export const LAYER_KINDS: Record<string, LayerKind> = {
   },
   depthwiseConv2d: {
     options: {
-      kernelSize: intOrPair, depthMultiplier: positiveInt, strides: intOrPair, padding, activation,
+      kernelSize: intOrPair, depthMultiplier: { ...positiveInt, maximum: MAX_WINDOW }, strides: intOrPair, padding, activation,
       useBias: { type: 'boolean' }, depthwiseInitializer: initializer,
     },
     required: ['kernelSize'],

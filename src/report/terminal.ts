@@ -7,11 +7,13 @@ import type { Pipeline } from '../spec/pipeline.js';
 import type { EpochLogs, TrainingObserver } from '../train/progress.js';
 
 // Keras-like output: one line per epoch with loss and metrics. On a terminal a progress bar
-// redraws the current epoch in place (batch, ETA, running loss); without one (CI logs) only the
-// finished lines are written, so logs stay readable.
+// redraws the current epoch in place (batch, ETA, running loss and accuracy); without one (CI
+// logs) only the finished lines are written, so logs stay readable.
 
 export interface TerminalOptions {
   out?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  /** Warnings go here, so they are seen even when stdout is piped to a file. */
+  err?: NodeJS.WritableStream;
   quiet?: boolean;
 }
 
@@ -29,11 +31,13 @@ export function formatHeadline(headline: Record<string, unknown> | undefined): s
 
 export class TerminalReporter implements RunReporter {
   private readonly out: NonNullable<TerminalOptions['out']>;
+  private readonly err: NodeJS.WritableStream;
   private readonly tty: boolean;
   private readonly quiet: boolean;
 
   constructor(options: TerminalOptions = {}) {
     this.out = options.out ?? process.stdout;
+    this.err = options.err ?? process.stderr;
     this.tty = Boolean(this.out.isTTY);
     this.quiet = Boolean(options.quiet);
   }
@@ -66,6 +70,15 @@ export class TerminalReporter implements RunReporter {
     );
   }
 
+  stageFailed(plan: StagePlan, _error: Error, durationMs: number): void {
+    // The error itself is printed once, by the command, with its exit code.
+    this.line(`✖ ${plan.stage}: failed after ${(durationMs / 1000).toFixed(1)}s`);
+  }
+
+  warning(message: string): void {
+    this.err.write(`warning: ${message}\n`);
+  }
+
   observerFor(): TrainingObserver {
     let epochStarted = 0;
     let lastDraw = 0;
@@ -76,16 +89,19 @@ export class TerminalReporter implements RunReporter {
         current = { epoch, epochs };
       },
       wantsBatchUpdate: () => this.tty && !this.quiet && Date.now() - lastDraw > 250,
-      batchEnd: (batch, batches, runningLoss) => {
+      batchEnd: (batch, batches, runningLoss, runningAccuracy) => {
         lastDraw = Date.now();
         const elapsed = (Date.now() - epochStarted) / 1000;
         const eta = (elapsed / batch) * (batches - batch);
         const width = 24;
         const filled = Math.round((batch / batches) * width);
         const bar = `${'='.repeat(Math.max(0, filled - 1))}${filled ? '>' : ''}${'.'.repeat(width - filled)}`;
-        this.out.write(
-          `\r  Epoch ${current.epoch}/${current.epochs} [${bar}] ${batch}/${batches} ETA ${eta.toFixed(0)}s loss ${runningLoss.toFixed(4)}\x1b[K`,
-        );
+        const text =
+          `  Epoch ${current.epoch}/${current.epochs} [${bar}] ${batch}/${batches} - ETA ${formatEta(eta)} - ` +
+          `loss: ${runningLoss.toFixed(4)} - accuracy: ${runningAccuracy.toFixed(4)}`;
+        // A line wider than the terminal wraps, and \r would then redraw only its last part.
+        const columns = this.out.columns ?? 80;
+        this.out.write(`\r${text.length >= columns ? text.slice(0, columns - 1) : text}\x1b[K`);
       },
       epochEnd: (logs: EpochLogs, epochs: number, note?: string) => {
         if (this.tty && !this.quiet) this.out.write('\r\x1b[K');
@@ -99,13 +115,22 @@ export class TerminalReporter implements RunReporter {
     };
   }
 
-  runEnd(record: RunRecord, recordPath: string): void {
+  runEnd(record: RunRecord, recordPath: string, reportPath?: string): void {
     const secs = ((record.durationMs ?? 0) / 1000).toFixed(1);
     const counts = ['ran', 'reused', 'failed', 'skipped']
       .map((s) => [s, record.stages.filter((x) => x.status === s).length] as const)
       .filter(([, n]) => n > 0)
       .map(([s, n]) => `${n} ${s}`)
       .join(', ');
-    this.line(`run ${record.id} ${record.status} in ${secs}s (${counts || 'no stages'}); record: ${recordPath}`);
+    this.line(
+      `run ${record.id} ${record.status} in ${secs}s (${counts || 'no stages'}); record: ${recordPath}` +
+        (reportPath ? `; report: ${reportPath}` : ''),
+    );
   }
+}
+
+function formatEta(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.round(seconds);
+  return s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }

@@ -1,6 +1,5 @@
 // Parses a pipeline file into plain data plus a map from key paths to line:col, so every later
 // check (schema, --set, stage builders) can point at the exact place in the user's file.
-import { readFile } from 'node:fs/promises';
 import {
   LineCounter,
   parseDocument,
@@ -13,6 +12,8 @@ import {
   type Node as YamlNode,
 } from 'yaml';
 import { InputError } from '../errors.js';
+import { FileLimitError, readFileLimited } from '../util/fs.js';
+import { decodeTextFile } from '../util/text.js';
 import { SpecError, sortDiagnostics, type Diagnostic, type PathSegment, type SourcePosition } from './diagnostics.js';
 
 /**
@@ -37,6 +38,12 @@ export interface SpecDocument {
 
 /** Alias expansions allowed when building data: generous for real anchors, far below a "billion laughs" bomb. */
 export const MAX_ALIAS_COUNT = 100;
+
+/** Largest pipeline file read: real ones are a few KB; the YAML parser needs seconds and much memory per 10 MB. */
+export const MAX_SPEC_BYTES = 1024 * 1024;
+
+/** Deepest nesting of mappings and lists: a real file needs about 7 (stages.x.model.layers.0.kernelSize.0). */
+export const MAX_NESTING = 64;
 
 interface Place {
   key: { line: number; col: number };
@@ -182,8 +189,14 @@ function conflictDiagnostics(file: string, text: string): Diagnostic[] {
   ];
 }
 
-function firstLine(message: string): string {
-  return message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+/**
+ * The first line of a YAML parser message, made short: the parser quotes the offending token, and
+ * an unexpected token can be the rest of the file (JSON-escaped, so on that one line).
+ */
+export function yamlErrorText(message: string): string {
+  const line = message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+  const shortened = line.replace(/"((?:[^"\\]|\\.){40})(?:[^"\\]|\\.)+"/g, '"$1…"');
+  return shortened.length > 300 ? `${shortened.slice(0, 300)}…` : shortened;
 }
 
 /** Parses YAML 1.2 (and so JSON). Throws SpecError for syntax errors, duplicate keys, alias bombs and conflict markers. */
@@ -191,21 +204,42 @@ export function parseSpecText(file: string, text: string): SpecDocument {
   // Conflict markers make the YAML parser report a confusing cascade; the marker is the real problem.
   const conflicts = conflictDiagnostics(file, text);
   if (conflicts.length) throw new SpecError(conflicts, file);
+  if (text.length > MAX_SPEC_BYTES / 4 && Buffer.byteLength(text) > MAX_SPEC_BYTES) {
+    throw new SpecError([{ file, line: 1, col: 1, path: '', message: tooBigMessage(Buffer.byteLength(text)) }], file);
+  }
+  const control = controlCharacterDiagnostic(file, text);
+  if (control) throw new SpecError([control], file);
+  const flowDepth = deepFlowOffset(text);
+  if (flowDepth !== undefined) {
+    const before = text.slice(0, flowDepth);
+    const line = before.split('\n').length;
+    throw new SpecError([{ file, line, col: flowDepth - before.lastIndexOf('\n'), path: '', message: nestingMessage() }], file);
+  }
 
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, {
-    lineCounter,
-    prettyErrors: false,
-    uniqueKeys: true,
-    // `<<: *defaults` is how people share settings between stages; YAML 1.2 alone lacks it.
-    merge: true,
-  });
+  let doc: Document.Parsed;
+  try {
+    doc = parseDocument(text, {
+      lineCounter,
+      prettyErrors: false,
+      uniqueKeys: true,
+      // `<<: *defaults` is how people share settings between stages; YAML 1.2 alone lacks it.
+      merge: true,
+    });
+  } catch (err) {
+    if (err instanceof RangeError) throw new SpecError([{ file, line: 1, col: 1, path: '', message: nestingMessage() }], file);
+    throw err;
+  }
   const at = (offset: number): { line: number; col: number } => lineCounter.linePos(offset);
 
+  // The parser recurses once per level and reports a blown stack as a syntax error at some line;
+  // the real problem is the nesting.
+  const overflow = doc.errors.find((e) => e instanceof Error && /call stack/i.test(e.message));
+  if (overflow) throw new SpecError([{ file, ...at(overflow.pos[0]), path: '', message: nestingMessage() }], file);
   if (doc.errors.length) {
     const diagnostics = doc.errors.map((e): Diagnostic => {
       const { line, col } = at(e.pos[0]);
-      let message = firstLine(e.message);
+      let message = yamlErrorText(e.message);
       if (e.code === 'DUPLICATE_KEY') {
         const dup = findDuplicate(doc.contents, e.pos[0]);
         const first = dup?.firstOffset === undefined ? '' : ` (first set on line ${at(dup.firstOffset).line})`;
@@ -220,10 +254,19 @@ export function parseSpecText(file: string, text: string): SpecDocument {
     throw new SpecError(sortDiagnostics(diagnostics, file), file);
   }
 
+  const problem = structureProblem(doc.contents);
+  if (problem) throw new SpecError([{ file, ...at(problem.offset), path: '', message: problem.message }], file);
+
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    // Aliases nest the anchored data where they stand, so the data can be deeper than the text.
+    if (nestingOf(data) > MAX_NESTING) {
+      const anchor = /[&*][^\s,\]}]/.exec(text);
+      throw new SpecError([{ file, ...at(anchor?.index ?? 0), path: '', message: nestingMessage() }], file);
+    }
   } catch (err) {
+    if (err instanceof SpecError) throw err;
     const bomb = /alias count/i.test(String(err));
     const anchor = /[&*][^\s,\]}]/.exec(text);
     const { line, col } = at(anchor?.index ?? 0);
@@ -238,14 +281,130 @@ export function parseSpecText(file: string, text: string): SpecDocument {
 
 /** Reads and parses a pipeline file; a missing file is an InputError naming it. */
 export async function readSpecFile(file: string): Promise<SpecDocument> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = await readFile(file, 'utf8');
+    bytes = await readFileLimited(file, MAX_SPEC_BYTES);
   } catch (err) {
+    if (err instanceof FileLimitError) {
+      if (err.reason === 'too-big') {
+        throw new SpecError([{ file, line: 1, col: 1, path: '', message: tooBigMessage(Number(err.found)) }], file);
+      }
+      if (err.found === 'a folder') throw new InputError(`pipeline file is a directory, not a file: ${file}`, { cause: err });
+      throw new InputError(`pipeline file ${file} is ${err.found}, not a regular file: name the YAML file itself`, { cause: err });
+    }
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new InputError(`pipeline file not found: ${file}`, { cause: err });
-    if (code === 'EISDIR') throw new InputError(`pipeline file is a directory, not a file: ${file}`, { cause: err });
     throw new InputError(`cannot read pipeline file ${file}: ${(err as Error).message}`, { cause: err });
   }
-  return parseSpecText(file, text);
+  const decoded = decodeTextFile(bytes);
+  if ('problem' in decoded) {
+    const { line, col, message } = decoded.problem;
+    throw new SpecError([{ file, line, col, path: '', message: `not a YAML text file: ${message}` }], file);
+  }
+  return parseSpecText(file, decoded.text.toString('utf8'));
+}
+
+function tooBigMessage(bytes: number): string {
+  return (
+    `refused: the file is ${bytes.toLocaleString('en-US')} bytes, over the ${MAX_SPEC_BYTES.toLocaleString('en-US')}-byte limit ` +
+    'for pipeline files (real ones are a few KB); check that this is the pipeline file'
+  );
+}
+
+function nestingMessage(): string {
+  return (
+    `refused: mappings and lists nest more than ${MAX_NESTING} levels deep (a pipeline file needs about 7); ` +
+    'this looks like a generated or hostile file'
+  );
+}
+
+// YAML allows tab, line feed and carriage return, not other C0 controls or DEL; the parser would
+// otherwise keep them inside names and paths.
+const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+
+function controlCharacterDiagnostic(file: string, text: string): Diagnostic | undefined {
+  const m = CONTROL.exec(text);
+  if (!m) return undefined;
+  const before = text.slice(0, m.index);
+  const line = before.split('\n').length;
+  const col = m.index - before.lastIndexOf('\n');
+  const code = `U+${m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+  return {
+    file,
+    line,
+    col,
+    path: '',
+    message:
+      `control character ${code} in the text: a pipeline file is UTF-8 text without control characters ` +
+      '(a binary file, or UTF-16 without a byte-order mark?); remove it, or write it as an escape such as "\\t" inside double quotes',
+  };
+}
+
+/**
+ * Where `[` and `{` first nest deeper than MAX_NESTING, skipping quoted text and comments: the
+ * parser takes seconds over a megabyte of brackets before its stack gives out. Approximate: an
+ * apostrophe inside a plain word hides what follows (the parser and structureProblem then decide), and
+ * brackets in plain or block text count, so only text with over 64 unclosed ones is refused.
+ */
+function deepFlowOffset(text: string): number | undefined {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '[' || c === '{') {
+      if (++depth > MAX_NESTING) return i;
+    } else if (c === ']' || c === '}') {
+      depth = Math.max(0, depth - 1);
+    } else if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    } else if (c === "'") {
+      for (i++; i < text.length && text[i] !== "'"; i++);
+    } else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]))) {
+      while (i < text.length && text[i] !== '\n') i++;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The first node nested deeper than MAX_NESTING, or used as a key while being a mapping or a
+ * list (`? [a, b]: x`, which would become the key "a,b"), walked without recursion.
+ */
+export function structureProblem(root: unknown): { offset: number; message: string } | undefined {
+  const stack: [unknown, number][] = [[root, 0]];
+  while (stack.length) {
+    const [node, depth] = stack.pop()!;
+    if (!isMap(node) && !isSeq(node)) continue;
+    if (depth >= MAX_NESTING) return { offset: (node as YamlNode).range?.[0] ?? 0, message: nestingMessage() };
+    for (const item of node.items as unknown[]) {
+      if (isPair(item)) {
+        // `!!binary` and other tags can make even a plain-looking key a byte array, an alias a mapping.
+        const key = item.key;
+        if (isMap(key) || isSeq(key) || isAlias(key) || (isScalar(key) && typeof key.value === 'object' && key.value !== null)) {
+          return { offset: (key as YamlNode).range?.[0] ?? 0, message: 'a key must be a plain name, not a mapping, a list, an alias or a tagged value' };
+        }
+        stack.push([item.value, depth + 1]);
+      } else {
+        stack.push([item, depth + 1]);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Depth of plain data (0 for a scalar), walked without recursion; stops counting past MAX_NESTING. */
+export function nestingOf(data: unknown): number {
+  let max = 0;
+  // Aliases share one object between places, so each object is walked again only when met deeper.
+  const seenAt = new Map<object, number>();
+  const stack: [unknown, number][] = [[data, 0]];
+  while (stack.length) {
+    const [value, depth] = stack.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    if ((seenAt.get(value) ?? -1) >= depth) continue;
+    seenAt.set(value, depth);
+    max = Math.max(max, depth + 1);
+    if (max > MAX_NESTING) return max;
+    for (const child of Object.values(value)) if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+  }
+  return max;
 }

@@ -3,7 +3,8 @@
 import { parseDocument } from 'yaml';
 import { SpecError, formatPath, type Diagnostic, type PathSegment } from './diagnostics.js';
 import { describeValue, isPlainObject } from './describe.js';
-import type { SpecDocument } from './document.js';
+import { MAX_NESTING, nestingOf, structureProblem, yamlErrorText, type SpecDocument } from './document.js';
+import { quoteShort } from '../util/text.js';
 import { didYouMean } from '../util/suggest.js';
 
 export interface OverrideOptions {
@@ -18,13 +19,27 @@ class BadSet extends Error {}
 
 /** The value after `=`, read as a YAML flow value: `3` is a number, `[1, 2]` a list, `abc` a string. */
 function parseValue(text: string): unknown {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length) throw new BadSet(`the value ${JSON.stringify(text)} is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+  const shown = quoteShort(text, 80);
+  const tooDeep = `the value ${shown} nests more than ${MAX_NESTING} levels deep`;
+  let doc;
   try {
-    return doc.toJS({ maxAliasCount: 10 }) ?? null;
+    doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   } catch (err) {
-    throw new BadSet(`the value ${JSON.stringify(text)} cannot be read: ${(err as Error).message}`);
+    if (err instanceof RangeError) throw new BadSet(tooDeep);
+    throw err;
   }
+  if (doc.errors.some((e) => /call stack/i.test(e.message))) throw new BadSet(tooDeep);
+  if (doc.errors.length) throw new BadSet(`the value ${shown} is not valid YAML: ${yamlErrorText(doc.errors[0]!.message)}`);
+  const problem = structureProblem(doc.contents);
+  if (problem) throw new BadSet(`the value ${shown}: ${problem.message}`);
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 10 }) ?? null;
+  } catch (err) {
+    throw new BadSet(`the value ${shown} cannot be read: ${(err as Error).message}`);
+  }
+  if (nestingOf(value) > MAX_NESTING) throw new BadSet(tooDeep);
+  return value;
 }
 
 /** Turns `teacher.epochs` into the full path, resolving the stage-name shorthand. */
@@ -111,7 +126,7 @@ export function applyOverrides(doc: SpecDocument, sets: string[], options: Overr
       doc.overrides.push(expr);
     } catch (err) {
       if (!(err instanceof BadSet)) throw err;
-      diagnostics.push({ file: '--set', line: 0, col: 0, path: '', message: `${JSON.stringify(expr)}: ${err.message}` });
+      diagnostics.push({ file: '--set', line: 0, col: 0, path: '', message: `${quoteShort(expr, 80)}: ${err.message}` });
     }
   }
   if (diagnostics.length) throw new SpecError(diagnostics, '--set');

@@ -96,7 +96,17 @@ function discriminated(key: string, branches: Record<string, { properties: Recor
   };
 }
 
+// Built once per set of registered kinds: the validator compiles once per schema object (most of a
+// second for this one), so a fresh object per call recompiled it for every file loaded.
+let built: { kinds: number; schema: JsonSchema } | undefined;
+
 export function pipelineSchema(): JsonSchema {
+  const kinds = listStageKinds().length;
+  if (built?.kinds !== kinds) built = { kinds, schema: buildPipelineSchema() };
+  return built.schema;
+}
+
+function buildPipelineSchema(): JsonSchema {
   const stageBranches = Object.fromEntries(
     listStageKinds().map((k) => [k.kind, { properties: k.options, required: k.required }]),
   );

@@ -89,7 +89,9 @@ export const exportStage: StageKind<ExportOptions> = {
     },
     modelName: {
       type: 'string',
-      pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$',
+      // The store's assertSafeName refuses ".." too, but only at publish time, after the stage ran.
+      pattern: '^(?!.*\\.\\.)[A-Za-z0-9][A-Za-z0-9_.-]*$',
+      errorMessage: 'a name of letters, digits, "_", "-" and "." without ".." (it names a folder under base)',
       description: "the served model's name: <base>/<modelName>/<version>/ (default: the pipeline's name)",
     },
     gate: {
@@ -107,7 +109,8 @@ export const exportStage: StageKind<ExportOptions> = {
       type: 'string',
       description: `TensorFlow Serving base folder, relative to the pipeline file (default: <store>/${SERVING_DIR})`,
     },
-    shardBytes: { type: 'integer', minimum: 1, default: DEFAULT_SHARD_BYTES, description: 'largest weight shard (default 4 MiB)' },
+    // Far lower and a large model becomes hundreds of thousands of files.
+    shardBytes: { type: 'integer', minimum: 65536, default: DEFAULT_SHARD_BYTES, description: 'largest weight shard (default 4 MiB, at least 64 KiB)' },
   },
   required: ['from'],
   resolve: (o, ctx) => ({

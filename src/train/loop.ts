@@ -111,7 +111,8 @@ export async function fit(o: FitOptions): Promise<FitResult> {
         correctSum = nextCorrect;
         if (o.observer.wantsBatchUpdate()) {
           const seen = Math.min(o.train.count, (b + 1) * o.batchSize);
-          o.observer.batchEnd(b + 1, batches, (await lossSum.data())[0] / seen);
+          const [loss, correct] = await Promise.all([lossSum.data(), correctSum.data()]);
+          o.observer.batchEnd(b + 1, batches, loss[0] / seen, correct[0] / seen);
         }
         if (o.shouldStop?.()) break;
       }

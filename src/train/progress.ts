@@ -15,7 +15,8 @@ export interface TrainingObserver {
   epochStart(epoch: number, epochs: number, batches: number): void;
   /** Whether batchEnd wants the running loss (reading it costs a device sync). */
   wantsBatchUpdate(): boolean;
-  batchEnd(batch: number, batches: number, runningLoss: number): void;
+  /** Running means over the epoch's batches so far: loss and training accuracy. */
+  batchEnd(batch: number, batches: number, runningLoss: number, runningAccuracy: number): void;
   epochEnd(logs: EpochLogs, epochs: number, note?: string): void;
   info(message: string): void;
 }

@@ -77,4 +77,16 @@ test('a diverging loss stops training with a clear error', async () => {
   }
 });
 
+test('batch updates carry the running loss and accuracy, which end at the epoch figures', async () => {
+  const updates: [number, number, number, number][] = [];
+  const observer = { ...silentObserver, wantsBatchUpdate: () => true, batchEnd: (...args: [number, number, number, number]) => updates.push(args) };
+  const result = await fit(options(net(), iris, { epochs: 1, observer }));
+  const batches = Math.ceil(iris.train.count / 16);
+  assert.equal(updates.map((u) => u[0]), Array.from({ length: batches }, (_, i) => i + 1));
+  const [, total, loss, accuracy] = updates.at(-1)!;
+  assert.is(total, batches);
+  assert.ok(Math.abs(loss - result.history[0].loss) < 1e-6, `${loss} vs ${result.history[0].loss}`);
+  assert.ok(Math.abs(accuracy - result.history[0].accuracy) < 1e-9, `${accuracy} vs ${result.history[0].accuracy}`);
+});
+
 test.run();

@@ -1,0 +1,74 @@
+import { PipelineError } from '../errors.js';
+import type { ArtifactStore } from './store.js';
+
+// `pipeline gc`: the store only grows (every changed config is a new version, kept so a later run
+// can reuse it), so this decides what may go. What is kept, per stage: the newest `keep` versions
+// (what a rerun of a recent config would reuse) and every version the newest successful run used
+// (what `pipeline run` reuses now, and what `pipeline show` and its report point at). Everything
+// else goes, even when an older run record names it: those records stay, as history. Also removed:
+// the temporary folders and files of writes that crashed. The pipeline's lock is held throughout,
+// so no run writes or reads a version while it is judged; a pipeline whose lock a live process
+// holds is skipped, not waited for.
+
+export interface GcOptions {
+  /** Newest versions kept per stage, whatever references them. */
+  keep: number;
+  dryRun?: boolean;
+}
+
+export interface GcItem {
+  path: string;
+  bytes: number;
+  /** Set for a version; undefined for a leftover of a crashed write. */
+  stage?: string;
+  version?: number;
+}
+
+export interface GcResult {
+  pipeline: string;
+  /** Why the pipeline was left alone (its lock is held); nothing was removed. */
+  skipped?: string;
+  /** The newest successful run, whose versions are all kept. */
+  pinnedBy?: string;
+  removed: GcItem[];
+  kept: (GcItem & { why: 'newest' | 'pinned' })[];
+}
+
+export async function collectGarbage(store: ArtifactStore, pipeline: string, options: GcOptions): Promise<GcResult> {
+  if (!Number.isSafeInteger(options.keep) || options.keep < 0) {
+    throw new PipelineError('E_USAGE', `keep must be a whole number >= 0, got ${options.keep}`);
+  }
+  let release: () => Promise<void>;
+  try {
+    release = await store.lock(pipeline);
+  } catch (err) {
+    if (err instanceof PipelineError && err.code === 'E_LOCKED') return { pipeline, skipped: err.message, removed: [], kept: [] };
+    throw err;
+  }
+  try {
+    const runs = await store.listRuns(pipeline);
+    const newest = runs.filter((r) => r.status === 'succeeded').at(-1);
+    const pinned = new Set((newest?.stages ?? []).filter((s) => s.version !== undefined).map((s) => `${s.stage}@${s.version}`));
+    const { versions, leftovers } = await store.inventory(pipeline);
+    const result: GcResult = { pipeline, pinnedBy: newest?.id, removed: [], kept: [] };
+    const stages = new Map<string, typeof versions>();
+    for (const v of versions) stages.set(v.stage, [...(stages.get(v.stage) ?? []), v]);
+    for (const list of stages.values()) {
+      list.sort((a, b) => b.version - a.version);
+      for (const [rank, v] of list.entries()) {
+        const item: GcItem = { path: v.dir, bytes: v.bytes, stage: v.stage, version: v.version };
+        if (rank < options.keep) result.kept.push({ ...item, why: 'newest' });
+        else if (pinned.has(`${v.stage}@${v.version}`)) result.kept.push({ ...item, why: 'pinned' });
+        else result.removed.push(item);
+      }
+    }
+    const order = (a: GcItem, b: GcItem) => (a.stage ?? '').localeCompare(b.stage ?? '') || (a.version ?? 0) - (b.version ?? 0);
+    result.removed.sort(order);
+    result.kept.sort(order);
+    result.removed.push(...leftovers);
+    if (!options.dryRun) for (const item of result.removed) await store.discard(item.path);
+    return result;
+  } finally {
+    await release();
+  }
+}
