@@ -4,19 +4,11 @@
 // time goes to the CPU side (JS, uploads, readbacks), not to shaders.
 //   node dist/bench/gpu/kernel-profile.js [iterations=5]
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../../src/backend/select.js';
+import { selectWebgpuWithTimestamps } from './timestamps.js';
 
 const iterations = Number(process.argv[2] ?? 5);
 
-// Timestamp queries are an "unsafe" API in Dawn; enable them before the backend creates its device.
-const webgpu = (await import('webgpu')) as unknown as { create(flags: string[]): unknown; globals: object };
-Object.assign(globalThis, webgpu.globals);
-Object.defineProperty(globalThis, 'navigator', {
-  value: { gpu: webgpu.create(['enable-dawn-features=allow_unsafe_apis']) },
-  configurable: true,
-});
-const selection = await selectBackend('webgpu');
-console.log(`backend ${selection.reason} ${selection.details.adapter ?? ''}`);
+const selection = await selectWebgpuWithTimestamps();
 
 async function breakdown(label: string, fn: () => tf.TensorContainer): Promise<void> {
   tf.dispose(fn() as tf.Tensor);

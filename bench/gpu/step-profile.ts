@@ -5,7 +5,7 @@
 //   node [--cpu-prof] dist/bench/gpu/step-profile.js [model=teacher] [batch=512] [steps=10] [out.json]
 import { writeFile } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../../src/backend/select.js';
+import { selectWebgpuWithTimestamps } from './timestamps.js';
 import { createOptimizer } from '../../src/models/optimizers.js';
 import { classificationLoss } from '../../src/models/losses.js';
 import { buildModel, FEATURES, type ModelName } from './models.js';
@@ -15,15 +15,7 @@ const batch = Number(process.argv[3] ?? 512);
 const steps = Number(process.argv[4] ?? 10);
 const out = process.argv[5];
 
-// Timestamp queries are an "unsafe" API in Dawn; enable them before the backend creates its device.
-const webgpu = (await import('webgpu')) as unknown as { create(flags: string[]): unknown; globals: object };
-Object.assign(globalThis, webgpu.globals);
-Object.defineProperty(globalThis, 'navigator', {
-  value: { gpu: webgpu.create(['enable-dawn-features=allow_unsafe_apis']) },
-  configurable: true,
-});
-const selection = await selectBackend('webgpu');
-console.log(`backend ${selection.reason} ${selection.details.adapter ?? ''}`);
+const selection = await selectWebgpuWithTimestamps();
 
 const net = buildModel(model);
 const optimizer = createOptimizer({ adam: { learningRate: 0.001 } });

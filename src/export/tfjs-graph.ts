@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import { float32ToFloat16Bits, type QuantizationEntry } from '../compress/quantization.js';
-import { DEFAULT_SHARD_BYTES } from '../models/io.js';
+import { concatBytes, DEFAULT_SHARD_BYTES } from '../models/io.js';
 import { writeFileSynced } from '../util/fs.js';
 import type { ExportGraph } from './graph-ir.js';
 import { buildGraphDefWithConstants, signatureFor, TF_VERSION, type GraphConstant, type GraphDefOptions } from './graph-def.js';
@@ -55,7 +55,7 @@ export function tfjsGraphArtifacts(graph: ExportGraph, options: TfjsGraphOptions
     weights.push(entry);
     parts.push(bytes);
   }
-  const shards = cut(concat(parts), shardBytes);
+  const shards = cut(concatBytes(parts), shardBytes);
   const paths = shards.map((_, i) => `group1-shard${i + 1}of${shards.length}.bin`);
   return {
     modelJson: {
@@ -159,16 +159,6 @@ export function float16BitsToNumber(bits: number): number {
 /** The little-endian bytes of a typed array (every platform Node and browsers run on is little-endian). */
 function bytesOf(a: Float32Array | Int32Array | Uint8Array | Uint16Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.byteLength;
-  }
-  return out;
 }
 
 function cut(data: Uint8Array, size: number): Uint8Array[] {

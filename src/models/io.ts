@@ -128,7 +128,7 @@ export async function readModelArtifacts(modelJsonPath: string): Promise<tf.io.M
       fail(`weight shard "${path}" is missing beside model.json`);
     }
   }
-  const data = concat(buffers);
+  const data = concatBytes(buffers);
   if (expected !== data.byteLength) {
     fail(`the weights manifest describes ${expected} bytes but the shards hold ${data.byteLength}`);
   }
@@ -263,7 +263,8 @@ function checkFinite(specs: tf.io.WeightsManifestEntry[], data: Uint8Array, file
   }
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
+/** The parts one after another in a new buffer (weight shards -> one weight blob). */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
   let offset = 0;
   for (const p of parts) {

@@ -1,6 +1,6 @@
 import { evaluateClassifier } from '../train/metrics.js';
 import { parseLossSpec } from '../models/losses.js';
-import { readInputSpec } from './model-output.js';
+import { modelInput } from './model-output.js';
 import type { StageKind } from './types.js';
 
 export interface EvaluateOptions extends Record<string, unknown> {
@@ -23,15 +23,7 @@ export const evaluateStage: StageKind<EvaluateOptions> = {
   },
   inputs: (o) => ({ stages: [o.from], data: o.data ? [o.data] : [] }),
   async run(ctx, o) {
-    const input = await ctx.input(o.from);
-    const dataset = await ctx.data(o.data);
-    const spec = await readInputSpec(input.version.dir);
-    if (spec.classes.join('\u0000') !== dataset.classes.join('\u0000')) {
-      throw new Error(
-        `stage "${o.from}" was trained on classes [${spec.classes.join(', ')}] but data set "${o.data}" has ` +
-          `[${dataset.classes.join(', ')}]`,
-      );
-    }
+    const { input, spec, dataset } = await modelInput(ctx, o.from, o.data);
     const model = await input.loadModel();
     const metrics = await evaluateClassifier(
       model,

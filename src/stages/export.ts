@@ -8,13 +8,12 @@ import type { ExportGraph } from '../export/graph-ir.js';
 import { writeOnnxModel } from '../export/onnx.js';
 import { writeSavedModel } from '../export/saved-model.js';
 import { tfjsGraphArtifacts, writeTfjsGraphModel } from '../export/tfjs-graph.js';
-import { DEFAULT_SHARD_BYTES, MODEL_JSON, readModelArtifacts, writeLayersModelFiles } from '../models/io.js';
+import { concatBytes, DEFAULT_SHARD_BYTES, MODEL_JSON, readModelArtifacts, writeLayersModelFiles } from '../models/io.js';
 import { parseLossSpec } from '../models/losses.js';
 import { evaluateClassifier, predictSplit, type ClassificationMetrics } from '../train/metrics.js';
 import { listFilesRecursive, writeFileSynced } from '../util/fs.js';
 import { TOOL_VERSION } from '../version.js';
-import { readInputSpec, type InputSpec } from './model-output.js';
-import { checkCompatible } from './prune.js';
+import { modelInput, type InputSpec } from './model-output.js';
 import type { StageKind } from './types.js';
 
 // `uses: export`: what a serving team loads unchanged, in TensorFlow Serving's layout. The stage's
@@ -127,10 +126,7 @@ export const exportStage: StageKind<ExportOptions> = {
 
   async run(ctx, o) {
     const where = `stages.${ctx.stage}`;
-    const input = await ctx.input(o.from);
-    const spec = await readInputSpec(input.version.dir);
-    const dataset = await ctx.data(o.data);
-    checkCompatible(spec, dataset, o.from);
+    const { input, spec, dataset } = await modelInput(ctx, o.from, o.data);
     const sourceJson = join(input.version.dir, MODEL_JSON);
     const source = await readModelArtifacts(sourceJson);
     const model = await input.loadModel();
@@ -302,9 +298,7 @@ async function checkTfjsFormats(
     }
     if (formats.includes('tfjs-graph') && graph) {
       const artifacts = tfjsGraphArtifacts(graph);
-      const weightData = new Uint8Array(artifacts.shards.reduce((n, s) => n + s.byteLength, 0));
-      let offset = 0;
-      for (const s of artifacts.shards) weightData.set(s, (offset += s.byteLength) - s.byteLength);
+      const weightData = concatBytes(artifacts.shards);
       const loaded = await tf.loadGraphModel(
         tf.io.fromMemory({
           modelTopology: artifacts.modelJson.modelTopology as unknown as tf.io.ModelArtifacts['modelTopology'],

@@ -18,7 +18,7 @@ import { parseLossSpec, type LossSpec } from '../models/losses.js';
 import type { OptimizerSpec } from '../models/optimizers.js';
 import { fit, type Monitor } from '../train/loop.js';
 import { evaluateClassifier } from '../train/metrics.js';
-import { readInputSpec, writeModelOutput, type InputSpec } from './model-output.js';
+import { modelInput, writeModelOutput } from './model-output.js';
 import { fitOptionsFor, resolveTrainingOptions, trainingOptionsSchema } from './train.js';
 import type { JsonSchema, StageKind, StageResult } from './types.js';
 
@@ -131,10 +131,7 @@ export const pruneStage: StageKind<PruneOptions> = {
   inputs: (o) => ({ stages: [o.from], data: o.data ? [o.data] : [] }),
   async run(ctx, o): Promise<StageResult> {
     const where = `stages.${ctx.stage}`;
-    const input = await ctx.input(o.from);
-    const spec = await readInputSpec(input.version.dir);
-    const dataset = await ctx.data(o.data);
-    checkCompatible(spec, dataset, o.from);
+    const { input, spec, dataset } = await modelInput(ctx, o.from, o.data);
     const model = await input.loadModel();
     const loss = parseLossSpec(o.loss);
     const isProbabilities = spec.outputIsProbabilities;
@@ -234,19 +231,3 @@ export const pruneStage: StageKind<PruneOptions> = {
     }
   },
 };
-
-/** The data set must be the model's kind of input: same classes in the same order, same sample shape. */
-export function checkCompatible(spec: InputSpec, dataset: LoadedDataset, from: string): void {
-  if (spec.classes.join('\u0000') !== dataset.classes.join('\u0000')) {
-    throw new InputError(
-      `stage "${from}" was trained on classes [${spec.classes.join(', ')}] but data set "${dataset.name}" has ` +
-        `[${dataset.classes.join(', ')}]; set \`data\` to the data set the model was trained on`,
-    );
-  }
-  if (spec.featureShape.join(',') !== dataset.featureShape.join(',')) {
-    throw new InputError(
-      `stage "${from}" takes samples of shape [${spec.featureShape.join(', ')}] but data set "${dataset.name}" has ` +
-        `[${dataset.featureShape.join(', ')}]`,
-    );
-  }
-}

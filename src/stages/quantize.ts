@@ -16,8 +16,7 @@ import { loadLayersModelFrom, MODEL_JSON, readModelArtifacts, saveLayersModel } 
 import { parseLossSpec } from '../models/losses.js';
 import { evaluateClassifier, type ClassificationMetrics } from '../train/metrics.js';
 import { writeFileSynced } from '../util/fs.js';
-import { INPUT_SPEC_FILE, readInputSpec } from './model-output.js';
-import { checkCompatible } from './prune.js';
+import { INPUT_SPEC_FILE, modelInput } from './model-output.js';
 import type { StageKind } from './types.js';
 
 // `uses: quantize`: post-training weight quantization. The output is a standard tfjs layers model
@@ -66,10 +65,7 @@ export const quantizeStage: StageKind<QuantizeOptions> = {
   inputs: (o) => ({ stages: [o.from], data: o.data ? [o.data] : [] }),
   async run(ctx, o) {
     const where = `stages.${ctx.stage}`;
-    const input = await ctx.input(o.from);
-    const spec = await readInputSpec(input.version.dir);
-    const dataset = await ctx.data(o.data);
-    checkCompatible(spec, dataset, o.from);
+    const { input, spec, dataset } = await modelInput(ctx, o.from, o.data);
     const loss = parseLossSpec(undefined);
     const test = (m: tf.LayersModel): Promise<ClassificationMetrics> =>
       evaluateClassifier(m, dataset.test, dataset.featureShape, dataset.classes, loss, spec.outputIsProbabilities);
