@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type * as tfTypes from '@tensorflow/tfjs';
@@ -12,7 +12,7 @@ import { parseIdx } from '../../src/data/idx.js';
 import { applyPreprocessing } from '../../src/data/normalize.js';
 import { readSourceFile } from '../../src/data/source.js';
 import type { Preprocessing } from '../../src/data/types.js';
-import { readModelArtifacts } from '../../src/models/io.js';
+import { readGraphModelArtifacts, readModelArtifacts } from '../../src/models/io.js';
 
 // Inference latency and throughput of an exported model (a TensorFlow Serving version folder
 // written by the export stage), per runtime and batch size, side by side:
@@ -265,30 +265,6 @@ interface ChildResult {
 
 type Predict = (x: tfTypes.Tensor) => tfTypes.Tensor;
 
-/** Reads a tfjs graph model.json and its shards (which sit beside it) into tf.io.fromMemory's form. */
-async function readGraphArtifacts(modelJsonPath: string): Promise<tfTypes.io.ModelArtifacts> {
-  const json = JSON.parse(await readFile(modelJsonPath, 'utf8')) as tfTypes.io.ModelJSON;
-  if (json.format !== 'graph-model') throw new Error(`${modelJsonPath}: format is "${json.format}", expected "graph-model"`);
-  const specs: tfTypes.io.WeightsManifestEntry[] = [];
-  const shards: Buffer[] = [];
-  for (const group of json.weightsManifest) {
-    for (const path of group.paths) shards.push(await readFile(join(dirname(modelJsonPath), basename(path))));
-    specs.push(...group.weights);
-  }
-  const data = Buffer.concat(shards);
-  return {
-    modelTopology: json.modelTopology,
-    weightSpecs: specs,
-    weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer,
-    format: json.format,
-    generatedBy: json.generatedBy,
-    convertedBy: json.convertedBy,
-    signature: json.signature,
-    userDefinedMetadata: json.userDefinedMetadata,
-    modelInitializer: json.modelInitializer,
-  };
-}
-
 function processThreads(): number | undefined {
   try {
     const m = /^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
@@ -381,7 +357,7 @@ async function runChild(request: ChildRequest): Promise<ChildResult> {
     predict = (x) => model.predictOnBatch(x) as tfTypes.Tensor;
     dispose = () => model.dispose();
   } else {
-    const model = await tf.loadGraphModel(tf.io.fromMemory(await readGraphArtifacts(file)));
+    const model = await tf.loadGraphModel(tf.io.fromMemory(await readGraphModelArtifacts(file)));
     predict = (x) => {
       const y = model.predict(x);
       if (!(y instanceof tf.Tensor)) throw new Error(`${file}: predict returned several outputs; expected "${outputName}" alone`);

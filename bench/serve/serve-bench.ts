@@ -12,6 +12,7 @@ import { applyPreprocessing } from '../../src/data/normalize.js';
 import { readSourceFile } from '../../src/data/source.js';
 import type { Preprocessing } from '../../src/data/types.js';
 import { createRng } from '../../src/random.js';
+import { readGraphModelArtifacts } from '../../src/models/io.js';
 
 // Throughput and latency of `pipeline serve` on loopback: requests/s, p50 and p99 at several
 // concurrencies, for the server with and without batching, next to the in-process call the
@@ -153,21 +154,8 @@ async function load(
   return { latencies, seconds: result.duration - warmup, non2xx, errors: result.errors, servedBeforeMeasuring: answered.size };
 }
 
-/** A tfjs graph model.json and its shards (beside it) in tf.io.fromMemory's form. */
-async function readGraphModel(dir: string): Promise<tf.io.ModelArtifacts> {
-  const json = JSON.parse(await readFile(join(dir, 'model.json'), 'utf8')) as tf.io.ModelJSON;
-  const shards = await Promise.all(json.weightsManifest.flatMap((g) => g.paths).map((p) => readFile(join(dir, p))));
-  const weights = Buffer.concat(shards);
-  return {
-    modelTopology: json.modelTopology,
-    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
-    weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) as ArrayBuffer,
-    signature: json.signature,
-  };
-}
-
 async function inProcess(versionDir: string, x: Float32Array, shape: number[], seconds: number, warmup: number): Promise<Row> {
-  const model = await tf.loadGraphModel(tf.io.fromMemory(await readGraphModel(join(versionDir, 'tfjs-graph'))));
+  const model = await tf.loadGraphModel(tf.io.fromMemory(await readGraphModelArtifacts(join(versionDir, 'tfjs-graph', 'model.json'))));
   const call = async () => {
     const input = tf.tensor(x, [1, ...shape.slice(1)]);
     const y = model.predict(input) as tf.Tensor;

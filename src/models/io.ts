@@ -192,6 +192,34 @@ function checkManifest(manifest: unknown, file: string): { paths: string[]; weig
   });
 }
 
+/**
+ * A tfjs graph model in tf.io.fromMemory's form, from its parsed model.json and the bytes of the
+ * shards it names, in manifest order. Callers read (or verify) the bytes themselves.
+ */
+export function graphModelArtifacts(json: tf.io.ModelJSON, shards: Uint8Array[]): tf.io.ModelArtifacts {
+  const data = concatBytes(shards);
+  return {
+    modelTopology: json.modelTopology,
+    weightSpecs: (json.weightsManifest ?? []).flatMap((g) => g.weights),
+    weightData: data.buffer as ArrayBuffer,
+    format: json.format,
+    generatedBy: json.generatedBy,
+    convertedBy: json.convertedBy,
+    signature: json.signature,
+    userDefinedMetadata: json.userDefinedMetadata,
+    modelInitializer: json.modelInitializer,
+  };
+}
+
+/** A tfjs graph model.json and its shards (beside it), read for tf.loadGraphModel(tf.io.fromMemory(...)). */
+export async function readGraphModelArtifacts(modelJsonPath: string): Promise<tf.io.ModelArtifacts> {
+  const json = JSON.parse(await readFile(modelJsonPath, 'utf8')) as tf.io.ModelJSON;
+  if (json.format !== 'graph-model') throw new InputError(`${modelJsonPath}: format is "${json.format}", expected "graph-model"`);
+  const paths = (json.weightsManifest ?? []).flatMap((g) => g.paths);
+  const shards = await Promise.all(paths.map((p) => readFile(join(dirname(modelJsonPath), basename(p)))));
+  return graphModelArtifacts(json, shards);
+}
+
 /** model.json and the weight shards it names: what a model read from a path consists of. */
 export async function modelFiles(modelJsonPath: string): Promise<string[]> {
   let shards: string[] = [];

@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { MANIFEST_FILE } from '../artifacts/manifest.js';
+import { graphModelArtifacts } from '../models/io.js';
 import { sha256, sha256File } from '../util/hash.js';
 import { Batcher, DEFAULT_BATCHING, type BatchOptions, type BatchResult } from './batcher.js';
 import { ServeError } from './status.js';
@@ -141,7 +142,6 @@ export async function loadServable(model: string, version: number, dir: string, 
     throw new ServeError('DATA_LOSS', `${where}: ${GRAPH_MODEL} is not valid JSON: ${(err as Error).message}`);
   }
   const signature = parseSignature(json.signature, where);
-  const specs: tf.io.WeightsManifestEntry[] = [];
   const shards: Buffer[] = [];
   for (const group of json.weightsManifest ?? []) {
     for (const p of group.paths) {
@@ -151,23 +151,11 @@ export async function loadServable(model: string, version: number, dir: string, 
       }
       shards.push(kept.get(file)!);
     }
-    specs.push(...group.weights);
   }
-  const weights = Buffer.concat(shards);
 
   let graph: tf.GraphModel;
   try {
-    graph = await tf.loadGraphModel(
-      tf.io.fromMemory({
-        modelTopology: json.modelTopology,
-        weightSpecs: specs,
-        weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) as ArrayBuffer,
-        format: json.format,
-        generatedBy: json.generatedBy,
-        convertedBy: json.convertedBy,
-        signature: json.signature,
-      } as tf.io.ModelArtifacts),
-    );
+    graph = await tf.loadGraphModel(tf.io.fromMemory(graphModelArtifacts(json, shards)));
   } catch (err) {
     throw new ServeError('UNKNOWN', `${where}: tf.loadGraphModel could not build ${GRAPH_MODEL}: ${(err as Error).message}`);
   }

@@ -8,7 +8,7 @@ import type { ExportGraph } from '../export/graph-ir.js';
 import { writeOnnxModel } from '../export/onnx.js';
 import { writeSavedModel } from '../export/saved-model.js';
 import { tfjsGraphArtifacts, writeTfjsGraphModel } from '../export/tfjs-graph.js';
-import { concatBytes, DEFAULT_SHARD_BYTES, MODEL_JSON, readModelArtifacts, writeLayersModelFiles } from '../models/io.js';
+import { DEFAULT_SHARD_BYTES, graphModelArtifacts, MODEL_JSON, readModelArtifacts, writeLayersModelFiles } from '../models/io.js';
 import { parseLossSpec } from '../models/losses.js';
 import { evaluateClassifier, predictSplit, type ClassificationMetrics } from '../train/metrics.js';
 import { listFilesRecursive, writeFileSynced } from '../util/fs.js';
@@ -297,16 +297,8 @@ async function checkTfjsFormats(
       layers.dispose();
     }
     if (formats.includes('tfjs-graph') && graph) {
-      const artifacts = tfjsGraphArtifacts(graph);
-      const weightData = concatBytes(artifacts.shards);
-      const loaded = await tf.loadGraphModel(
-        tf.io.fromMemory({
-          modelTopology: artifacts.modelJson.modelTopology as unknown as tf.io.ModelArtifacts['modelTopology'],
-          weightSpecs: artifacts.modelJson.weightsManifest[0].weights as tf.io.WeightsManifestEntry[],
-          weightData: weightData.buffer,
-          signature: artifacts.modelJson.signature,
-        } as tf.io.ModelArtifacts),
-      );
+      const { modelJson, shards } = tfjsGraphArtifacts(graph);
+      const loaded = await tf.loadGraphModel(tf.io.fromMemory(graphModelArtifacts(modelJson as unknown as tf.io.ModelJSON, shards)));
       await compare('tfjs-graph', () => loaded.predict(x) as tf.Tensor);
       loaded.dispose();
     }
