@@ -1,12 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { initWasmBackend } from '../../src/backend/wasm/init.js';
+import { registerOnnxruntimeKernels } from '../../src/backend/onnxruntime/register.js';
+import { sessionSettings } from '../../src/backend/onnxruntime/sessions.js';
 import { KernelTimer, type Clock } from './kernel-timer.js';
 import { buildModel, INPUT_SHAPE, MODEL_NAMES, NUM_CLASSES, trainStep, type ModelName } from './models.js';
 
 // Where the time of one training step goes, per kernel (and per input shapes with --by-shape).
 //
 //   node dist/bench/cpu-train/profile-step.js [--model seed003] [--batch 128] [--steps 5]
-//     [--backend wasm|cpu] [--threads 1] [--clock wall|cpu] [--by-shape] [--top 20] [--json]
+//     [--backend wasm|onnxruntime|cpu] [--threads 1] [--clock wall|cpu] [--by-shape] [--top 20] [--json]
 //
 // --clock cpu counts this process's CPU time, which other load on a shared machine does not
 // inflate (meaningful with one thread only).
@@ -26,9 +28,13 @@ const clock = arg('--clock', 'wall') as Clock;
 const top = Number(arg('--top', '20'));
 
 if (backend === 'wasm') await initWasmBackend({ threads });
-else if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed`);
+else if (backend === 'onnxruntime') {
+  registerOnnxruntimeKernels();
+  sessionSettings.threads = threads;
+  await initWasmBackend({ threads: 1 });
+} else if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed`);
 
-const timer = new KernelTimer(backend, clock, process.argv.includes('--by-shape'));
+const timer = new KernelTimer(backend === 'onnxruntime' ? 'wasm' : backend, clock, process.argv.includes('--by-shape'));
 timer.install();
 const net = buildModel(model);
 const optimizer = tf.train.adam(1e-3);

@@ -5,6 +5,8 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { initWasmBackend } from '../../src/backend/wasm/init.js';
+import { registerOnnxruntimeKernels } from '../../src/backend/onnxruntime/register.js';
+import { sessionSettings } from '../../src/backend/onnxruntime/sessions.js';
 import { buildModel, INPUT_SHAPE, MODEL_NAMES, NUM_CLASSES, trainStep, type ModelName } from './models.js';
 
 // Training throughput (samples/s) of Adam steps on random Fashion-MNIST-shaped data, per
@@ -42,11 +44,12 @@ interface ChildRequest {
   warmupBatch?: number;
 }
 
-function parseBackend(name: string): { kind: 'cpu' | 'wasm'; threads: number } {
+function parseBackend(name: string): { kind: 'cpu' | 'wasm' | 'onnxruntime'; threads: number } {
   if (name === 'cpu') return { kind: 'cpu', threads: 1 };
-  const m = /^wasm(?:-(\d+)t)?$/.exec(name);
-  if (m == null) throw new Error(`unknown backend "${name}" (cpu, wasm, wasm-2t...)`);
-  return { kind: 'wasm', threads: m[1] == null ? 1 : Number(m[1]) };
+  const m = /^(wasm|onnxruntime)(?:-(\d+)t)?$/.exec(name);
+  if (m == null) throw new Error(`unknown backend "${name}" (cpu, wasm, wasm-2t, onnxruntime, onnxruntime-1t...)`);
+  const kind = m[1] as 'wasm' | 'onnxruntime';
+  return { kind, threads: m[2] != null ? Number(m[2]) : kind === 'wasm' ? 1 : os.availableParallelism() };
 }
 
 function median(values: number[]): number {
@@ -60,6 +63,12 @@ async function runChild(request: ChildRequest): Promise<Measurement> {
   let actualThreads = 1;
   if (kind === 'wasm') {
     actualThreads = (await initWasmBackend({ threads })).threads;
+  } else if (kind === 'onnxruntime') {
+    // The wasm backend single-threaded (onnxruntime cannot read shared wasm memory), MLAS on `threads`.
+    registerOnnxruntimeKernels();
+    sessionSettings.threads = threads;
+    await initWasmBackend({ threads: 1 });
+    actualThreads = threads;
   } else if (!(await tf.setBackend('cpu'))) {
     throw new Error('cpu backend failed');
   }

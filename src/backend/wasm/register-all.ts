@@ -46,11 +46,16 @@ export interface RegisterOptions {
   replaceStock?: boolean;
 }
 
+const registered = new Set<boolean>();
+
 /**
  * Registers the training kernels for the 'wasm' backend. Safe to call more than once, before
  * or after tf.setBackend('wasm').
  */
 export function registerWasmTrainingKernels(options: RegisterOptions = {}): void {
+  // Once only: kernels layered on top later (src/backend/onnxruntime/) must stay on top.
+  if (registered.has(options.replaceStock !== false)) return;
+  registered.add(options.replaceStock !== false);
   for (const config of missingKernelConfigs) {
     if (tf.getKernel(config.kernelName, 'wasm') == null) tf.registerKernel(config);
   }
