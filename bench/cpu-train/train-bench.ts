@@ -67,6 +67,7 @@ async function runChild(request: ChildRequest): Promise<Measurement> {
     // The wasm backend single-threaded (onnxruntime cannot read shared wasm memory), MLAS on `threads`.
     registerOnnxruntimeKernels();
     sessionSettings.threads = threads;
+    sessionSettings.spin = process.env.ORT_SPIN === '1';
     await initWasmBackend({ threads: 1 });
     actualThreads = threads;
   } else if (!(await tf.setBackend('cpu'))) {

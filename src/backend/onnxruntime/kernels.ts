@@ -21,6 +21,8 @@ export const onnxruntimeKernelOptions = {
   minMacs: 1 << 17,
   /** Forward convolutions with fewer input channels stay on XNNPACK (see conv2d). */
   minForwardChannels: 4,
+  /** How the input gradient is formed (tests and benchmarks pin one; see chooseInputGradMethod). */
+  inputGradMethod: 'auto' as 'auto' | 'col2im' | 'convTranspose',
 };
 
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap };
@@ -219,34 +221,75 @@ function conv2dBackpropInput(args: KernelArgs): tf.TensorInfo | tf.TensorInfo[] 
   const inputShape = (attrs as unknown as tf.Conv2DBackpropInputAttrs).inputShape;
   const info = convInfo(inputShape, filter.shape, { ...attrs, dilations: 1 });
   if (!convSupported(info, attrs)) return fallback(tf.Conv2DBackpropInput, args);
-  const { top, bottom, left, right } = info.padInfo;
-  // ConvTranspose's output is stride*(in-1) + extra + K - pads; `extra` restores the rows a
-  // strided forward convolution skipped at the end.
-  const extraH = info.inHeight + top + bottom - info.filterHeight - info.strideHeight * (info.outHeight - 1);
-  const extraW = info.inWidth + left + right - info.filterWidth - info.strideWidth * (info.outWidth - 1);
+  const method = chooseInputGradMethod(info);
   return runInto(
     backend,
-    `conv2dBackpropInput:${convKey(info)}`,
+    `conv2dBackpropInput:${method}:${convKey(info)}`,
     () => ({
       inputs: [
         floatValue('dy', ['batch', info.outHeight, info.outWidth, info.outChannels]),
         floatValue('filter', [info.filterHeight, info.filterWidth, info.inChannels, info.outChannels]),
       ],
       output: floatValue('dx', ['batch', info.inHeight, info.inWidth, info.inChannels]),
-      build(g) {
-        const dyNchw = g.transpose('dy', [0, 3, 1, 2]);
-        const w = g.transpose('filter', [3, 2, 0, 1]);
-        const dx = g.op('ConvTranspose', [dyNchw, w], [
-          ints('kernel_shape', [info.filterHeight, info.filterWidth]),
-          ints('strides', [info.strideHeight, info.strideWidth]),
-          ints('pads', [top, left, bottom, right]),
-          ints('output_padding', [extraH, extraW]),
-        ]);
-        g.op('Transpose', [dx], [ints('perm', [0, 2, 3, 1])], 'dx');
-      },
+      build: (g) => (method === 'col2im' ? inputGradByCol2im(g, info) : inputGradByConvTranspose(g, info)),
     }),
     [{ info: dy }, { info: filter }],
     inputShape,
+  );
+}
+
+function chooseInputGradMethod(info: ConvInfo): 'col2im' | 'convTranspose' {
+  const method = onnxruntimeKernelOptions.inputGradMethod;
+  if (method !== 'auto') return method === 'col2im' && stride1(info) ? 'col2im' : 'convTranspose';
+  // ConvTranspose scatters image by image, slow for small images (4x for 5x5x64 at batch 128);
+  // the col2im by Pad and Sum exists for stride 1 only.
+  return stride1(info) && info.inHeight * info.inWidth <= 100 ? 'col2im' : 'convTranspose';
+}
+
+const stride1 = (info: ConvInfo): boolean => info.strideHeight === 1 && info.strideWidth === 1;
+
+/** ConvTranspose between layout transposes: any stride and padding. */
+function inputGradByConvTranspose(g: GraphBuilder, info: ConvInfo): void {
+  const { top, bottom, left, right } = info.padInfo;
+  // ConvTranspose's output is stride*(in-1) + extra + K - pads; `extra` restores the rows a
+  // strided forward convolution skipped at the end.
+  const extraH = info.inHeight + top + bottom - info.filterHeight - info.strideHeight * (info.outHeight - 1);
+  const extraW = info.inWidth + left + right - info.filterWidth - info.strideWidth * (info.outWidth - 1);
+  const dyNchw = g.transpose('dy', [0, 3, 1, 2]);
+  const w = g.transpose('filter', [3, 2, 0, 1]);
+  const dx = g.op('ConvTranspose', [dyNchw, w], [
+    ints('kernel_shape', [info.filterHeight, info.filterWidth]),
+    ints('strides', [info.strideHeight, info.strideWidth]),
+    ints('pads', [top, left, bottom, right]),
+    ints('output_padding', [extraH, extraW]),
+  ]);
+  g.op('Transpose', [dx], [ints('perm', [0, 2, 3, 1])], 'dx');
+}
+
+/**
+ * Stride 1: the patch-matrix gradient dy * W^T in one Gemm, then each filter tap's slice of it
+ * shifted into place by Pad and summed (col2im), and the input's padding cut off.
+ */
+function inputGradByCol2im(g: GraphBuilder, info: ConvInfo): void {
+  const { filterHeight: kh, filterWidth: kw, inChannels: ci, outChannels: co } = info;
+  const { top, left } = info.padInfo;
+  const grads = g.reshape('dy', [-1, co]);
+  const w = g.reshape('filter', [kh * kw * ci, co]);
+  const cols = g.reshape(g.op('Gemm', [grads, w], [int('transB', 1)]), [-1, info.outHeight, info.outWidth, kh * kw * ci]);
+  const shifted: string[] = [];
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const tap = (i * kw + j) * ci;
+      const slice = g.op('Slice', [cols, g.int64s([tap]), g.int64s([tap + ci]), g.int64s([3])]);
+      shifted.push(g.op('Pad', [slice, g.int64s([0, i, j, 0, 0, kh - 1 - i, kw - 1 - j, 0])]));
+    }
+  }
+  const padded = shifted.length === 1 ? shifted[0] : g.op('Sum', shifted);
+  g.op(
+    'Slice',
+    [padded, g.int64s([top, left]), g.int64s([top + info.inHeight, left + info.inWidth]), g.int64s([1, 2])],
+    [],
+    'dx',
   );
 }
 

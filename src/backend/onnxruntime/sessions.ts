@@ -44,9 +44,14 @@ export function loadOnnxruntime(): OrtModule {
 export interface SessionSettings {
   /** MLAS threads; default: one per core. */
   threads: number;
+  /**
+   * Whether pool threads spin-wait for the next kernel (onnxruntime's default) instead of
+   * sleeping: faster hand-offs, but they hold cores the JavaScript side needs between kernels.
+   */
+  spin: boolean;
 }
 
-export const sessionSettings: SessionSettings = { threads: availableParallelism() };
+export const sessionSettings: SessionSettings = { threads: availableParallelism(), spin: false };
 
 /** A graph under construction: nodes plus the int64 constants (shapes, pads) they use. */
 export class GraphBuilder {
@@ -150,9 +155,7 @@ export function kernelSession(key: string, graph: () => KernelGraph): KernelSess
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
-    // Pool threads would otherwise spin for a while after each kernel, on the cores the
-    // JavaScript side needs for the small kernels in between.
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
+    extra: { session: { intra_op: { allow_spinning: sessionSettings.spin ? '1' : '0' } } },
   });
   session = new KernelSession(native, spec.inputs.map((i) => i.name), spec.output.name);
   sessions.set(key, session);

@@ -88,13 +88,18 @@ async function expectClose(what: string, fn: () => tf.Tensor): Promise<void> {
         { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: s.w } as unknown as tf.NamedAttrMap,
       ) as tf.Tensor,
     );
-    await expectClose('Conv2DBackpropInput', () =>
-      tf.engine().runKernel(
-        tf.Conv2DBackpropInput,
-        { dy: seededTensor(s.dy, 30 + i), filter: seededTensor(s.w, 40 + i) },
-        { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: s.x } as unknown as tf.NamedAttrMap,
-      ) as tf.Tensor,
-    );
+    // Both ways of forming it (col2im exists for stride 1 only; the option falls back otherwise).
+    for (const method of ['col2im', 'convTranspose'] as const) {
+      onnxruntimeKernelOptions.inputGradMethod = method;
+      await expectClose(`Conv2DBackpropInput (${method})`, () =>
+        tf.engine().runKernel(
+          tf.Conv2DBackpropInput,
+          { dy: seededTensor(s.dy, 30 + i), filter: seededTensor(s.w, 40 + i) },
+          { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: s.x } as unknown as tf.NamedAttrMap,
+        ) as tf.Tensor,
+      );
+    }
+    onnxruntimeKernelOptions.inputGradMethod = 'auto';
   });
 });
 
