@@ -85,9 +85,15 @@ export class CachedArtifactStore implements ArtifactStore {
   }
 
   async publish(pipeline: string, stage: string, write: VersionWriter, options: PublishOptions = {}): Promise<StoredVersion> {
-    const { versions } = await this.remote.listStage(pipeline, stage);
-    // After the newest on either side, so the upload keeps the number unless another machine races.
-    const chooseVersion = options.chooseVersion ?? ((taken: number[]) => Math.max(0, ...versions, ...taken) + 1);
+    // After the newest on either side, asked once the stage has run (which may take hours), so the
+    // upload keeps the number unless another machine publishes this stage in the meantime.
+    const chooseVersion =
+      options.chooseVersion ??
+      (async (taken: number[]) => {
+        const remote = await this.remote.listStage(pipeline, stage).catch(() => ({ versions: [] }));
+        // Unreachable now: the local version is kept all the same, and the upload below says so.
+        return Math.max(0, ...remote.versions, ...taken) + 1;
+      });
     const stored = await this.local.publish(pipeline, stage, write, { chooseVersion });
     await this.ensureOnRemote(stored);
     return stored;

@@ -40,7 +40,7 @@ export interface StoredVersion {
 
 export interface PublishOptions {
   /** The new version's number, given the numbers taken (default: one more than the newest). */
-  chooseVersion?: (taken: number[]) => number;
+  chooseVersion?: (taken: number[]) => number | Promise<number>;
 }
 
 /** What a stage's writer gets: a private folder that becomes the version when it returns. */
@@ -258,7 +258,7 @@ export class LocalArtifactStore implements ArtifactStore {
         files[file] = await sha256File(join(tmp, file));
       }
       const taken = (await this.listVersions(pipeline, stage)).map((v) => v.version);
-      const version = options.chooseVersion?.(taken) ?? (taken.at(-1) ?? 0) + 1;
+      const version = (await options.chooseVersion?.(taken)) ?? (taken.at(-1) ?? 0) + 1;
       if (!Number.isSafeInteger(version) || version < 1 || taken.includes(version)) {
         throw new PipelineError('E_INTERNAL', `cannot publish ${pipeline}/${stage} as v${version}: taken or not a version number`, 1);
       }
