@@ -200,6 +200,7 @@ export class S3Remote {
       const key = this.blobKey(digest.sha256);
       if (await this.exists(key)) return count(present, digest.bytes);
       const path = join(v.dir, file);
+      // A buffer, not a stream: the SDK retries a failed PUT by sending the body again.
       const body = await readFile(path);
       const actual = createHash('sha256').update(body).digest('hex');
       if (actual !== digest.sha256) {
