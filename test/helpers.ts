@@ -53,3 +53,17 @@ export async function serveFolder(dir: string): Promise<{ url: string; server: S
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
+
+/** Awaits `fn`, which must reject with a message containing `pattern` (or matching it); returns the error. */
+export async function rejects(fn: () => Promise<unknown>, pattern: string | RegExp): Promise<Error> {
+  try {
+    await fn();
+  } catch (err) {
+    const message = (err as Error)?.message ?? String(err);
+    if (typeof pattern === 'string' ? !message.includes(pattern) : !pattern.test(message)) {
+      throw new Error(`rejected with:\n${message}\nexpected: ${pattern}`);
+    }
+    return err as Error;
+  }
+  throw new Error(`resolved; expected a rejection with ${pattern}`);
+}

@@ -53,6 +53,24 @@ export interface Manifest extends ManifestDraft {
   files: Record<string, FileDigest>;
 }
 
+/** A manifest's bytes as stored, locally and on a remote alike. */
+export function serializeManifest(manifest: Manifest): string {
+  return `${JSON.stringify(manifest, null, 2)}\n`;
+}
+
+/**
+ * Whether two stored versions hold the same output: the same fingerprint and the same bytes in every
+ * file. Their numbers may differ: each store numbers the versions it receives.
+ */
+export function sameOutput(a: Manifest, b: Manifest): boolean {
+  const files = Object.keys(a.files);
+  return (
+    a.fingerprint === b.fingerprint &&
+    files.length === Object.keys(b.files).length &&
+    files.every((f) => b.files[f]?.sha256 === a.files[f].sha256 && b.files[f].bytes === a.files[f].bytes)
+  );
+}
+
 export type StageRunStatus = 'ran' | 'reused' | 'failed' | 'skipped' | 'pending';
 
 export interface StageRunRecord {

@@ -5,7 +5,7 @@ import lockfile from 'proper-lockfile';
 import { InputError, IntegrityError, PipelineError } from '../errors.js';
 import { diskUsage, exists, fsyncDir, listFilesRecursive, writeFileAtomic, writeFileSynced } from '../util/fs.js';
 import { sha256File } from '../util/hash.js';
-import { MANIFEST_FILE, type Manifest, type ManifestDraft, type RunRecord } from './manifest.js';
+import { MANIFEST_FILE, serializeManifest, type Manifest, type ManifestDraft, type RunRecord } from './manifest.js';
 
 // The only module that knows the on-disk layout of the store:
 //
@@ -31,6 +31,16 @@ export interface StoredVersion {
   version: number;
   dir: string;
   manifest: Manifest;
+  /**
+   * Set while the version is only on a remote (cached-store.ts): its URL, which `dir` is too.
+   * `materialize` brings its files here.
+   */
+  remote?: string;
+}
+
+export interface PublishOptions {
+  /** The new version's number, given the numbers taken (default: one more than the newest). */
+  chooseVersion?: (taken: number[]) => number | Promise<number>;
 }
 
 /** What a stage's writer gets: a private folder that becomes the version when it returns. */
@@ -45,7 +55,14 @@ export interface ArtifactStore {
   findByFingerprint(pipeline: string, stage: string, fingerprint: string): Promise<StoredVersion | undefined>;
   /** One version (the newest when `version` is omitted), checked against its hashes. */
   openVersion(pipeline: string, stage: string, version?: number): Promise<StoredVersion>;
-  publish(pipeline: string, stage: string, write: VersionWriter): Promise<StoredVersion>;
+  publish(pipeline: string, stage: string, write: VersionWriter, options?: PublishOptions): Promise<StoredVersion>;
+  /**
+   * Called for every version a run uses, under the pipeline's lock, and resolves to it as stored
+   * here. With `files`, its files are at `dir` afterwards. A local store has nothing to do; a store
+   * in front of a remote downloads a remote-only version when its files are needed, and uploads a
+   * version the remote lacks.
+   */
+  materialize(version: StoredVersion, options: { files: boolean }): Promise<StoredVersion>;
   writeRun(record: RunRecord): Promise<string>;
   listRuns(pipeline: string): Promise<RunRecord[]>;
   readRun(pipeline: string, runId: string): Promise<RunRecord>;
@@ -64,6 +81,11 @@ export interface ArtifactStore {
 export interface StoreInventory {
   versions: (StoredVersion & { bytes: number })[];
   leftovers: { path: string; bytes: number }[];
+}
+
+/** Whether a name read from a listing (a remote's) is one assertSafeName lets the store write. */
+export function isSafeName(name: string): boolean {
+  return SAFE_NAME.test(name) && !name.includes('..');
 }
 
 export function assertSafeName(kind: string, name: string): void {
@@ -217,7 +239,11 @@ export class LocalArtifactStore implements ArtifactStore {
     }
   }
 
-  async publish(pipeline: string, stage: string, write: VersionWriter): Promise<StoredVersion> {
+  async materialize(version: StoredVersion): Promise<StoredVersion> {
+    return version;
+  }
+
+  async publish(pipeline: string, stage: string, write: VersionWriter, options: PublishOptions = {}): Promise<StoredVersion> {
     const stageDir = this.stageDir(pipeline, stage);
     const tmpRoot = join(stageDir, TMP_DIR);
     // Leftovers of runs that crashed; safe to remove because the caller holds the pipeline lock.
@@ -231,10 +257,13 @@ export class LocalArtifactStore implements ArtifactStore {
         if (file === MANIFEST_FILE) throw new PipelineError('E_INTERNAL', `stage wrote its own ${MANIFEST_FILE}`, 1);
         files[file] = await sha256File(join(tmp, file));
       }
-      const existing = await this.listVersions(pipeline, stage);
-      const version = (existing.at(-1)?.version ?? 0) + 1;
+      const taken = (await this.listVersions(pipeline, stage)).map((v) => v.version);
+      const version = (await options.chooseVersion?.(taken)) ?? (taken.at(-1) ?? 0) + 1;
+      if (!Number.isSafeInteger(version) || version < 1 || taken.includes(version)) {
+        throw new PipelineError('E_INTERNAL', `cannot publish ${pipeline}/${stage} as v${version}: taken or not a version number`, 1);
+      }
       const manifest: Manifest = { ...draft, schemaVersion: 1, pipeline, stage, version, files };
-      await writeFileSynced(join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
+      await writeFileSynced(join(tmp, MANIFEST_FILE), serializeManifest(manifest));
       await fsyncDir(tmp);
       await faultPoint('before-publish');
       const dir = join(stageDir, `v${version}`);
@@ -387,7 +416,7 @@ function processAlive(pid: number): boolean {
  * Fault injection for the crash tests: with TFJS_PIPELINE_FAULT=<point>, the process announces the
  * point on stderr and waits there, so a test can SIGKILL it at exactly that moment.
  */
-async function faultPoint(point: string): Promise<void> {
+export async function faultPoint(point: string): Promise<void> {
   if (process.env.TFJS_PIPELINE_FAULT !== point) return;
   process.stderr.write(`fault point reached: ${point}\n`);
   // A pending promise alone would let Node exit; the interval keeps the process waiting to be killed.

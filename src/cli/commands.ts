@@ -1,25 +1,27 @@
-import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RunRecord } from '../artifacts/manifest.js';
-import { LocalArtifactStore, type ArtifactStore } from '../artifacts/store.js';
+import type { ArtifactStore } from '../artifacts/store.js';
+import { chooseStoreSpec, openArtifactStore } from '../artifacts/store-spec.js';
 import type { BackendChoice } from '../backend/select.js';
 import { EXIT_OK, InputError } from '../errors.js';
 import { planPipeline, runPipeline } from '../engine/run.js';
 import { JsonLinesReporter } from '../report/json-lines.js';
 import { formatHeadline, formatNumber, TerminalReporter } from '../report/terminal.js';
-import { loadPipeline } from '../spec/pipeline.js';
+import { loadPipeline, type Pipeline } from '../spec/pipeline.js';
 import { pipelineSchema } from '../spec/schema.js';
 import { registerAllStageKinds } from '../stages/register-all.js';
 
 interface StoreArgs {
-  store: string;
+  store?: string;
+  cache: string;
 }
 interface FileArgs extends StoreArgs {
   file: string;
   set: string[];
 }
 
-const openStore = (args: StoreArgs): ArtifactStore => new LocalArtifactStore(resolve(args.store));
+const openStore = (args: StoreArgs, pipeline?: Pipeline): Promise<ArtifactStore> =>
+  openArtifactStore(chooseStoreSpec(args.store, pipeline?.store), args.cache);
 const print = (text = '') => process.stdout.write(`${text}\n`);
 
 export type LogFormat = 'text' | 'json';
@@ -37,7 +39,7 @@ export async function runCommand(
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   await runPipeline(pipeline, {
-    store: openStore(args),
+    store: await openStore(args, pipeline),
     force: args.force,
     backend: args.backend,
     reporter: args.logFormat === 'json' ? new JsonLinesReporter() : new TerminalReporter({ quiet: args.quiet }),
@@ -54,7 +56,7 @@ export async function validateCommand(args: FileArgs): Promise<number> {
 
 export async function planCommand(args: FileArgs & { force: boolean }): Promise<number> {
   const pipeline = await loadPipeline(args.file, args.set);
-  const plans = await planPipeline(pipeline, { store: openStore(args), force: args.force });
+  const plans = await planPipeline(pipeline, { store: await openStore(args, pipeline), force: args.force });
   print(`plan for pipeline "${pipeline.name}" (${args.file}):`);
   printTable(
     ['stage', 'kind', 'action', 'fingerprint', 'why'],
@@ -70,7 +72,7 @@ async function pipelinesIn(store: ArtifactStore, which?: string): Promise<string
 }
 
 export async function runsCommand(args: StoreArgs & { pipeline?: string }): Promise<number> {
-  const store = openStore(args);
+  const store = await openStore(args);
   const rows: string[][] = [];
   for (const name of await pipelinesIn(store, args.pipeline)) {
     for (const run of await store.listRuns(name)) {
@@ -98,7 +100,7 @@ export async function runsCommand(args: StoreArgs & { pipeline?: string }): Prom
 }
 
 export async function showCommand(args: StoreArgs & { target: string }): Promise<number> {
-  const store = openStore(args);
+  const store = await openStore(args);
   const match = /^(?:([^/@]+)\/)?([^/@]+)(?:@v?(\d+))?$/.exec(args.target);
   if (!match) throw new InputError(`"${args.target}" is not STAGE, STAGE@vN or PIPELINE/STAGE@vN`);
   const [, pipelineName, stage, versionText] = match;
@@ -165,7 +167,7 @@ async function findRun(store: ArtifactStore, id: string, pipeline?: string): Pro
 }
 
 export async function reportCommand(args: StoreArgs & { run: string; pipeline?: string; open: boolean }): Promise<number> {
-  const store = openStore(args);
+  const store = await openStore(args);
   const record = await findRun(store, args.run, args.pipeline);
   const { writeRunReport } = await import('../report/html.js');
   const path = await writeRunReport(store, record);
@@ -175,7 +177,7 @@ export async function reportCommand(args: StoreArgs & { run: string; pipeline?: 
 }
 
 export async function diffCommand(args: StoreArgs & { a: string; b: string; pipeline?: string }): Promise<number> {
-  const store = openStore(args);
+  const store = await openStore(args);
   const a = await findRun(store, args.a, args.pipeline);
   // B is looked up in A's pipeline, so `diff <id> latest` means that pipeline's latest run.
   const b = await findRun(store, args.b, args.pipeline ?? a.pipeline);

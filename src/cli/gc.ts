@@ -1,12 +1,13 @@
-import { resolve } from 'node:path';
 import { collectGarbage, type GcItem } from '../artifacts/gc.js';
 import { LocalArtifactStore } from '../artifacts/store.js';
+import { chooseStoreSpec, localStoreRoot } from '../artifacts/store-spec.js';
 import { EXIT_OK, InputError } from '../errors.js';
 
 // `pipeline gc [PIPELINE] [--keep N] [--dry-run]`: the policy is in artifacts/gc.ts; this prints it.
 
 export interface GcArgs {
-  store: string;
+  store?: string;
+  cache: string;
   pipeline?: string;
   keep: number;
   dryRun: boolean;
@@ -18,7 +19,8 @@ export async function gcCommand(args: GcArgs): Promise<number> {
   if (!Number.isSafeInteger(args.keep) || args.keep < 0) {
     throw new InputError(`--keep ${args.keep}: expected a whole number >= 0 (the newest versions kept per stage)`);
   }
-  const store = new LocalArtifactStore(resolve(args.store));
+  // With an s3:// store, its local cache: the remote only ever grows.
+  const store = new LocalArtifactStore(localStoreRoot(chooseStoreSpec(args.store), args.cache));
   const stored = await store.listPipelines();
   let names = stored;
   if (args.pipeline !== undefined) {
@@ -59,7 +61,7 @@ function label(store: LocalArtifactStore, item: GcItem): string {
   return item.stage === undefined ? `${store.describe(item.path)} (left by a crashed write)` : `${item.stage}@v${item.version}`;
 }
 
-function formatBytes(n: number): string {
+export function formatBytes(n: number): string {
   const units = ['bytes', 'KiB', 'MiB', 'GiB'];
   let value = n;
   let unit = 0;

@@ -8,7 +8,8 @@ import { BACKEND_CHOICES } from '../backend/select.js';
 
 interface Common {
   verbose: boolean;
-  store: string;
+  store?: string;
+  cache: string;
 }
 
 type Handler<A> = (args: A & Common) => Promise<number>;
@@ -48,12 +49,21 @@ const withFileAndSets = <T>(y: Argv<T>) =>
       describe: 'override a value: stage.key=value (repeatable), recorded in the run',
     });
 
+const withSelection = <T>(y: Argv<T>) =>
+  y
+    .option('pipeline', { type: 'string', describe: 'only this pipeline' })
+    .option('stage', { type: 'string', describe: 'only this stage: STAGE or STAGE@vN' });
+
 export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('pipeline')
     .usage('$0 <command> [options]')
     .option('verbose', { type: 'boolean', default: false, describe: 'show stack traces' })
-    .option('store', { type: 'string', default: 'artifacts', describe: 'artifact store folder' })
+    .option('store', {
+      type: 'string',
+      describe: "artifact store: a folder or s3://bucket/prefix (default: the pipeline file's store:, else artifacts)",
+    })
+    .option('cache', { type: 'string', default: 'artifacts', describe: 'with an s3:// store: the local folder in front of it' })
     .command(
       'run <file>',
       'run a pipeline: stages whose inputs have not changed are reused',
@@ -152,12 +162,32 @@ export async function main(argv: string[]): Promise<void> {
       wrap(async (args) => (await import('./gc.js')).gcCommand(args)),
     )
     .command(
+      'push',
+      'upload local stage versions the remote store lacks',
+      (y) =>
+        withSelection(y).option('remote', {
+          type: 'string',
+          describe: 's3://bucket/prefix (default: --store, when that is one; the local store is then --cache)',
+        }),
+      wrap(async (args) => (await import('./sync.js')).pushCommand(args)),
+    )
+    .command(
+      'pull [file]',
+      "download stage versions from the remote store: all, the selected ones, or those a pipeline file's plan reuses",
+      (y) =>
+        withSelection(y)
+          .positional('file', { type: 'string', describe: 'pipeline file: pull the versions its run would reuse' })
+          .option('remote', { type: 'string', describe: "s3://bucket/prefix (default: --store or the file's store:)" })
+          .option('set', { type: 'string', array: true, default: [] as string[], describe: 'with FILE: override a value, as for run' }),
+      wrap(async (args) => (await import('./sync.js')).pullCommand(args)),
+    )
+    .command(
       'schema',
       'print the JSON Schema of pipeline files',
       (y) => y,
       wrap(async () => (await import('./commands.js')).schemaCommand()),
     )
-    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, serve, gc or schema')
+    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, serve, gc, push, pull or schema')
     .strict()
     .recommendCommands()
     .fail((message, err, y) => {

@@ -145,14 +145,19 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
     reporter.runStart(pipeline, plans);
     const published = new Map<string, StoredVersion>();
     const datasets = new Map<string, Promise<LoadedDataset>>();
+    const readByAnother = new Set([...pipeline.stages.values()].flatMap((s) => s.deps));
     let backend: BackendSelection | undefined;
     for (const [index, plan] of plans.entries()) {
       const entry = record.stages[index];
       if (plan.action === 'reuse' && plan.cached) {
-        published.set(plan.stage, plan.cached);
-        Object.assign(entry, { status: 'reused', version: plan.cached.version, metrics: plan.cached.manifest.metrics });
-        reporter.stageReused(plan, plan.cached);
-        await publishOutside(pipeline, plan.stage, plan.cached, entry, options);
+        // A remote store's files come down only where this run reads them: a stage no other stage
+        // reads (the run's result), one with a publish step, and (runStage) a running stage's inputs.
+        const files = !readByAnother.has(plan.stage) || Boolean(pipeline.stages.get(plan.stage)!.kind.publish);
+        const version = await store.materialize(plan.cached, { files });
+        published.set(plan.stage, version);
+        Object.assign(entry, { status: 'reused', version: version.version, metrics: version.manifest.metrics });
+        reporter.stageReused(plan, version);
+        await publishOutside(pipeline, plan.stage, version, entry, options);
         continue;
       }
       // Only now, when something must run, is a backend loaded: a fully cached run needs none.
@@ -251,6 +256,7 @@ interface StageRunState {
 async function runStage(pipeline: Pipeline, plan: StagePlan, state: StageRunState): Promise<StoredVersion> {
   const stage = pipeline.stages.get(plan.stage)!;
   const stopRequested = state.options.stopRequested ?? (() => false);
+  for (const dep of stage.deps) state.published.set(dep, await state.store.materialize(state.published.get(dep)!, { files: true }));
   const startedAt = new Date();
   return state.store.publish(pipeline.name, plan.stage, async (outDir) => {
     const ctx: StageContext = {

@@ -87,7 +87,13 @@ export async function collectReport(store: ArtifactStore, record: RunRecord): Pr
     stages.push(report);
     if (entry.version === undefined) continue;
     try {
-      await describeVersion(store, await store.openVersion(record.pipeline, entry.stage, entry.version), report, models);
+      const version = await store.openVersion(record.pipeline, entry.stage, entry.version);
+      if (version.remote) {
+        report.problem =
+          `its files are on ${version.remote} only (the run did not read them): ` +
+          `\`pipeline pull --pipeline ${record.pipeline} --stage ${entry.stage}@v${entry.version}\` brings them here`;
+      }
+      await describeVersion(store, version, report, models);
     } catch (err) {
       report.problem = (err as Error).message;
     }

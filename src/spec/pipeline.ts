@@ -1,4 +1,5 @@
 import { dirname, resolve } from 'node:path';
+import { parseStoreSpec, storeSpecProblem, type StoreSpec } from '../artifacts/store-spec.js';
 import type { BackendChoice } from '../backend/select.js';
 import type { DataSpec } from '../data/types.js';
 import { buildStageGraph, type StageGraph } from '../engine/graph.js';
@@ -29,6 +30,8 @@ export interface Pipeline {
   name: string;
   seed: number;
   backend: BackendChoice;
+  /** The file's `store:`, when it has one (--store wins over it). */
+  store?: StoreSpec;
   data: Record<string, DataSpec>;
   stages: Map<string, ResolvedStage>;
   graph: StageGraph;
@@ -40,6 +43,7 @@ interface RawPipeline {
   name: string;
   seed?: number;
   backend?: BackendChoice;
+  store?: string;
   data?: Record<string, DataSpec>;
   stages: Record<string, { uses: string; description?: string } & Record<string, unknown>>;
 }
@@ -48,6 +52,8 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
   registerAllStageKinds();
   const doc = await loadSpec(file, { schema: pipelineSchema(), sets });
   const raw = doc.data as RawPipeline;
+  const storeProblem = raw.store === undefined ? undefined : storeSpecProblem(raw.store);
+  if (storeProblem) throw new SpecError([{ ...doc.positionOf(['store']), path: 'store', message: storeProblem }], doc.file);
   const data = raw.data ?? {};
   const stages = new Map<string, ResolvedStage>();
   const dataOf = (name: string, seen = new Set<string>()): string | undefined => {
@@ -75,12 +81,14 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
     });
     throw new SpecError(diagnostics, doc.file);
   }
+  const baseDir = dirname(resolve(doc.file));
   return {
     file: doc.file,
-    baseDir: dirname(resolve(doc.file)),
+    baseDir,
     name: raw.name,
     seed: raw.seed ?? 42,
     backend: raw.backend ?? 'auto',
+    store: raw.store === undefined ? undefined : parseStoreSpec(raw.store, `${doc.file}: store`, baseDir),
     data,
     stages,
     graph,

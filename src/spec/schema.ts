@@ -127,6 +127,11 @@ function buildPipelineSchema(): JsonSchema {
       description: { type: 'string' },
       seed: { type: 'integer', minimum: 0, maximum: 4294967295, default: 42 },
       backend: { enum: [...BACKEND_CHOICES], default: 'auto' },
+      store: {
+        type: 'string',
+        minLength: 1,
+        description: "where stage versions are stored: a folder (relative to this file) or s3://bucket/prefix, cached in --cache; --store overrides it",
+      },
       data: {
         type: 'object',
         propertyNames: { pattern: NAME_PATTERN, errorMessage: NAME_MESSAGE },
