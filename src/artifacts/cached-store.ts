@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { InputError, PipelineError } from '../errors.js';
 import { sameOutput, type RunRecord } from './manifest.js';
+import type { Release } from './locks.js';
 import type { S3Remote, TransferCount } from './s3-remote.js';
 import type { ArtifactStore, LocalArtifactStore, PublishOptions, StoreInventory, StoredVersion, VersionWriter } from './store.js';
 
@@ -52,6 +53,20 @@ export class CachedArtifactStore implements ArtifactStore {
     return this.local.lock(pipeline);
   }
 
+  // Locks are per machine: across machines the remote's conditional manifest writes keep
+  // versions apart (two machines may compute the same stage; both results are valid).
+  lockShared(pipeline: string, runId: string, onWait?: (owner: string) => void): Promise<Release> {
+    return this.local.lockShared(pipeline, runId, onWait);
+  }
+
+  lockStage(pipeline: string, stage: string, fingerprint: string, holder: string, onWait?: (owner: string) => void): Promise<Release> {
+    return this.local.lockStage(pipeline, stage, fingerprint, holder, onWait);
+  }
+
+  writeSweep(pipeline: string, id: string, summary: unknown): Promise<string> {
+    return this.local.writeSweep(pipeline, id, summary);
+  }
+
   /** Local versions, and the remote's that hold an output the local store lacks. */
   async listVersions(pipeline: string, stage: string): Promise<StoredVersion[]> {
     const [here, there] = await Promise.all([this.local.listVersions(pipeline, stage), this.remote.listVersions(pipeline, stage)]);
@@ -94,7 +109,7 @@ export class CachedArtifactStore implements ArtifactStore {
         // Unreachable now: the local version is kept all the same, and the upload below says so.
         return Math.max(0, ...remote.versions, ...taken) + 1;
       });
-    const stored = await this.local.publish(pipeline, stage, write, { chooseVersion });
+    const stored = await this.local.publish(pipeline, stage, write, { ...options, chooseVersion });
     await this.ensureOnRemote(stored);
     return stored;
   }
@@ -191,7 +206,8 @@ export async function fetchVersion(
       moved = await remote.download(v, dir);
       return draft;
     },
-    { chooseVersion: (taken) => (taken.includes(v.version) ? Math.max(...taken) + 1 : v.version) },
+    // A copy of this remote version, even where a local one shares its fingerprint (not its output).
+    { duplicate: true, chooseVersion: (taken) => (taken.includes(v.version) ? Math.max(...taken) + 1 : v.version) },
   );
   return { stored, transfer: { ...transfer, to: stored.version, created: true, moved, present: { files: 0, bytes: 0 } } };
 }

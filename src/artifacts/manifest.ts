@@ -102,6 +102,10 @@ export interface RunRecord {
   /** `--set` expressions as given on the command line. */
   overrides: string[];
   force: boolean;
+  /** `--only`: the stages this run was limited to (its record lists them and their inputs). */
+  only?: string[];
+  /** The id of the `pipeline sweep` this run is one of. */
+  sweep?: string;
   stages: StageRunRecord[];
   error?: string;
   host: string;

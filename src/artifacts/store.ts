@@ -1,27 +1,37 @@
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, relative, sep } from 'node:path';
-import lockfile from 'proper-lockfile';
 import { InputError, IntegrityError, PipelineError } from '../errors.js';
 import { diskUsage, exists, fsyncDir, listFilesRecursive, writeFileAtomic, writeFileSynced } from '../util/fs.js';
 import { sha256File } from '../util/hash.js';
+import { acquireLock, describeOwner, processAlive, sweepLocks, type Release } from './locks.js';
 import { MANIFEST_FILE, serializeManifest, type Manifest, type ManifestDraft, type RunRecord } from './manifest.js';
 
 // The only module that knows the on-disk layout of the store:
 //
 //   <root>/<pipeline>/<stage>/v<N>/          one published stage output, manifest.json written last
-//   <root>/<pipeline>/<stage>/.tmp/<random>/ a version being written (never read; removed on next publish)
+//   <root>/<pipeline>/<stage>/.tmp/v-<host>-<pid>-<random>/ a version being written (never read;
+//                                            removed by the next publish once its process is gone)
 //   <root>/<pipeline>/runs/<run-id>.json     one record per `pipeline run`
 //   <root>/<pipeline>/runs/<run-id>.html     its report (self-contained: charts, metrics, lineage)
-//   <root>/<pipeline>.lock                   held by the run that writes to <pipeline>
+//   <root>/<pipeline>/sweeps/<sweep-id>.json one leaderboard per `pipeline sweep`
+//   <root>/<pipeline>.lock                   the gate: held by gc, and briefly by a run taking its lease
+//   <root>/<pipeline>/.locks/run-<id>.lock   a running run's lease (locks.ts)
+//   <root>/<pipeline>/.locks/stage-<stage>-<fingerprint>.lock   held while that version is computed
 //
 // A version directory appears only by rename() of a complete, fsynced temp directory, so a crash or
-// SIGKILL at any point leaves either no v<N> or a complete one.
+// SIGKILL at any point leaves either no v<N> or a complete one. Runs share the store: version
+// numbers are taken by that rename (it fails on an existing v<N>, and the next number is tried),
+// and no two runs compute the same (stage, fingerprint) at once.
 
 const VERSION_DIR = /^v([1-9][0-9]*)$/;
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const RUNS_DIR = 'runs';
+const SWEEPS_DIR = 'sweeps';
 const TMP_DIR = '.tmp';
+const LOCKS_DIR = '.locks';
+/** A version being written: v-<host>-<pid>-<mkdtemp's 6 characters>. */
+const VERSION_TMP = /^v-(.+)-(\d+)-[A-Za-z0-9]{6}$/;
 /** What writeFileAtomic names its temporary files (util/fs.ts). */
 const ATOMIC_TMP = /\.tmp-(\d+)-\d+$/;
 
@@ -38,23 +48,43 @@ export interface StoredVersion {
   remote?: string;
 }
 
+/** What a stage's writer gets: a private folder that becomes the version when it returns. */
+export type VersionWriter = (dir: string) => Promise<ManifestDraft>;
+
 export interface PublishOptions {
+  /** Publish even when a version with this fingerprint exists (--force); otherwise that one is returned. */
+  duplicate?: boolean;
   /** The new version's number, given the numbers taken (default: one more than the newest). */
   chooseVersion?: (taken: number[]) => number | Promise<number>;
 }
 
-/** What a stage's writer gets: a private folder that becomes the version when it returns. */
-export type VersionWriter = (dir: string) => Promise<ManifestDraft>;
-
 export interface ArtifactStore {
   readonly root: string;
-  /** Exclusive lock on one pipeline's part of the store; resolves to its release function. */
-  lock(pipeline: string): Promise<() => Promise<void>>;
+  /**
+   * Exclusive hold on one pipeline's part of the store (gc): fails at once (E_LOCKED) while a run
+   * or another gc uses it; while held, no run can start. Resolves to its release function.
+   */
+  lock(pipeline: string): Promise<Release>;
+  /**
+   * A run's shared hold on a pipeline: any number of runs at once, and gc keeps out while it is
+   * held. Waits while gc holds the pipeline (`onWait` says so).
+   */
+  lockShared(pipeline: string, runId: string, onWait?: (owner: string) => void): Promise<Release>;
+  /**
+   * Held while one version of a stage with this fingerprint is computed and published: a second
+   * caller waits (`onWait` says for whom), then should find that version and reuse it. `holder`
+   * names the caller in the messages of those who wait ("run <id>").
+   */
+  lockStage(pipeline: string, stage: string, fingerprint: string, holder: string, onWait?: (owner: string) => void): Promise<Release>;
   listVersions(pipeline: string, stage: string): Promise<StoredVersion[]>;
   /** The newest version whose manifest has this fingerprint, checked against its hashes. */
   findByFingerprint(pipeline: string, stage: string, fingerprint: string): Promise<StoredVersion | undefined>;
   /** One version (the newest when `version` is omitted), checked against its hashes. */
   openVersion(pipeline: string, stage: string, version?: number): Promise<StoredVersion>;
+  /**
+   * Writes a new version; when one with the written fingerprint appeared meanwhile, that one is
+   * returned and nothing is added (unless `duplicate`).
+   */
   publish(pipeline: string, stage: string, write: VersionWriter, options?: PublishOptions): Promise<StoredVersion>;
   /**
    * Called for every version a run uses, under the pipeline's lock, and resolves to it as stored
@@ -64,6 +94,8 @@ export interface ArtifactStore {
    */
   materialize(version: StoredVersion, options: { files: boolean }): Promise<StoredVersion>;
   writeRun(record: RunRecord): Promise<string>;
+  /** Writes a sweep's leaderboard (any JSON value) as <pipeline>/sweeps/<id>.json; returns its path. */
+  writeSweep(pipeline: string, id: string, summary: unknown): Promise<string>;
   listRuns(pipeline: string): Promise<RunRecord[]>;
   readRun(pipeline: string, runId: string): Promise<RunRecord>;
   /** Where a run's HTML report lives (beside its record). */
@@ -74,7 +106,7 @@ export interface ArtifactStore {
   listPipelines(): Promise<string[]>;
   /** A pipeline's versions and the leftovers of crashed writes, with their bytes on disk (for gc). */
   inventory(pipeline: string): Promise<StoreInventory>;
-  /** Deletes one version or leftover that inventory() listed; the caller holds the pipeline's lock. */
+  /** Deletes one version or leftover that inventory() listed; the caller holds lock(pipeline). */
   discard(path: string): Promise<void>;
 }
 
@@ -99,6 +131,9 @@ export function assertSafeName(kind: string, name: string): void {
   if (kind === 'pipeline' && name === 'serving') {
     throw new InputError('pipeline name "serving" is reserved: <store>/serving/ holds exported models; rename the pipeline');
   }
+  if (kind === 'stage' && (name === RUNS_DIR || name === SWEEPS_DIR)) {
+    throw new InputError(`stage name "${name}" is reserved: <store>/<pipeline>/${name}/ holds ${name === RUNS_DIR ? 'run records' : 'sweep leaderboards'}; rename the stage`);
+  }
 }
 
 export class LocalArtifactStore implements ArtifactStore {
@@ -115,50 +150,62 @@ export class LocalArtifactStore implements ArtifactStore {
     return join(this.root, pipeline, stage);
   }
 
-  async lock(pipeline: string): Promise<() => Promise<void>> {
+  private gatePath(pipeline: string): string {
     assertSafeName('pipeline', pipeline);
-    const target = join(this.root, pipeline);
-    const lockPath = `${target}.lock`;
-    const ownerPath = `${lockPath}.owner`;
-    await mkdir(target, { recursive: true });
-    const acquire = () =>
-      lockfile.lock(target, {
-        lockfilePath: lockPath,
-        // Generous: tfjs runs ops synchronously, so a long training step can delay the refresh timer.
-        stale: 60_000,
-        update: 5_000,
-        retries: 0,
-        onCompromised: (err) => process.emitWarning(`lock on ${this.describe(target)} compromised: ${err.message}`),
-      });
-    let release: () => Promise<void>;
+    return join(this.root, `${pipeline}.lock`);
+  }
+
+  private async locksDir(pipeline: string): Promise<string> {
+    assertSafeName('pipeline', pipeline);
+    const dir = join(this.root, pipeline, LOCKS_DIR);
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  async lock(pipeline: string): Promise<Release> {
+    const where = this.describe(join(this.root, pipeline));
+    const locks = await this.locksDir(pipeline);
+    const release = await acquireLock(this.gatePath(pipeline), {
+      holder: 'pipeline gc',
+      wait: false,
+      busy: (owner) => `another pipeline process (${owner}) holds ${where}: wait for it to finish`,
+    });
     try {
-      release = await acquire();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err;
-      const owner = await readLockOwner(ownerPath);
-      // A holder killed with SIGKILL cannot release its lock; when it ran on this host and its
-      // process is gone, the lock is dead and waiting for it to go stale would only cost time.
-      if (owner && owner.host === hostname() && !processAlive(owner.pid)) {
-        await rm(lockPath, { recursive: true, force: true });
-        release = await acquire();
-      } else {
-        const who = owner ? `pid ${owner.pid} on ${owner.host}, started ${owner.startedAt}` : 'another process';
+      // With the gate held no lease can appear, so what is found dead here stays dead.
+      const runs = await sweepLocks(locks, 'run-');
+      if (runs.length) {
         throw new PipelineError(
           'E_LOCKED',
-          `another pipeline run (${who}) is writing to ${this.describe(target)}: wait for it to finish ` +
-            `(the lock ${this.describe(lockPath)} is released when it ends)`,
+          `another pipeline run (${describeOwner(runs[0])}${runs.length > 1 ? `, and ${runs.length - 1} more` : ''}) ` +
+            `is using ${where}: wait for it to finish`,
           2,
         );
       }
-    }
-    await writeFileAtomic(
-      ownerPath,
-      JSON.stringify({ pid: process.pid, host: hostname(), startedAt: new Date().toISOString() }),
-    );
-    return async () => {
-      await rm(ownerPath, { force: true });
+      await sweepLocks(locks, 'stage-');
+    } catch (err) {
       await release();
-    };
+      throw err;
+    }
+    return release;
+  }
+
+  async lockShared(pipeline: string, runId: string, onWait?: (owner: string) => void): Promise<Release> {
+    assertSafeName('run', runId);
+    const locks = await this.locksDir(pipeline);
+    const holder = `run ${runId}`;
+    const gate = await acquireLock(this.gatePath(pipeline), { holder, wait: true, onWait });
+    try {
+      return await acquireLock(join(locks, `run-${runId}.lock`), { holder, wait: false });
+    } finally {
+      await gate();
+    }
+  }
+
+  async lockStage(pipeline: string, stage: string, fingerprint: string, holder: string, onWait?: (owner: string) => void): Promise<Release> {
+    assertSafeName('stage', stage);
+    if (!/^[0-9a-f]{8,128}$/.test(fingerprint)) throw new PipelineError('E_INTERNAL', `not a fingerprint: "${fingerprint}"`, 1);
+    const path = join(await this.locksDir(pipeline), `stage-${stage}-${fingerprint}.lock`);
+    return acquireLock(path, { holder, wait: true, onWait });
   }
 
   async listVersions(pipeline: string, stage: string): Promise<StoredVersion[]> {
@@ -246,10 +293,8 @@ export class LocalArtifactStore implements ArtifactStore {
   async publish(pipeline: string, stage: string, write: VersionWriter, options: PublishOptions = {}): Promise<StoredVersion> {
     const stageDir = this.stageDir(pipeline, stage);
     const tmpRoot = join(stageDir, TMP_DIR);
-    // Leftovers of runs that crashed; safe to remove because the caller holds the pipeline lock.
-    await rm(tmpRoot, { recursive: true, force: true });
-    await mkdir(tmpRoot, { recursive: true });
-    const tmp = await mkdtemp(join(tmpRoot, 'v-'));
+    await this.removeDeadWrites(tmpRoot);
+    const tmp = await makeTempDir(tmpRoot, `v-${hostLabel()}-${process.pid}-`);
     try {
       const draft = await write(tmp);
       const files: Manifest['files'] = {};
@@ -257,21 +302,56 @@ export class LocalArtifactStore implements ArtifactStore {
         if (file === MANIFEST_FILE) throw new PipelineError('E_INTERNAL', `stage wrote its own ${MANIFEST_FILE}`, 1);
         files[file] = await sha256File(join(tmp, file));
       }
-      const taken = (await this.listVersions(pipeline, stage)).map((v) => v.version);
-      const version = (await options.chooseVersion?.(taken)) ?? (taken.at(-1) ?? 0) + 1;
+      if (!options.duplicate) {
+        const same = await this.findByFingerprint(pipeline, stage, draft.fingerprint);
+        if (same) return same;
+      }
+      const taken = await this.versionNumbers(stageDir);
+      let version = (await options.chooseVersion?.(taken)) ?? Math.max(0, ...taken) + 1;
       if (!Number.isSafeInteger(version) || version < 1 || taken.includes(version)) {
         throw new PipelineError('E_INTERNAL', `cannot publish ${pipeline}/${stage} as v${version}: taken or not a version number`, 1);
       }
-      const manifest: Manifest = { ...draft, schemaVersion: 1, pipeline, stage, version, files };
-      await writeFileSynced(join(tmp, MANIFEST_FILE), serializeManifest(manifest));
-      await fsyncDir(tmp);
-      await faultPoint('before-publish');
-      const dir = join(stageDir, `v${version}`);
-      await rename(tmp, dir);
-      await fsyncDir(stageDir);
-      return { pipeline, stage, version, dir, manifest };
+      // Another run may take the number between the listing and the rename, which then fails
+      // (a v<N> is never empty): the manifest is rewritten for the next free number and tried again.
+      for (;;) {
+        const manifest: Manifest = { ...draft, schemaVersion: 1, pipeline, stage, version, files };
+        await writeFileSynced(join(tmp, MANIFEST_FILE), serializeManifest(manifest));
+        await fsyncDir(tmp);
+        await faultPoint('before-publish');
+        const dir = join(stageDir, `v${version}`);
+        try {
+          await rename(tmp, dir);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+          version = Math.max(version, ...(await this.versionNumbers(stageDir))) + 1;
+          continue;
+        }
+        await fsyncDir(stageDir);
+        return { pipeline, stage, version, dir, manifest };
+      }
     } finally {
-      await rm(tmpRoot, { recursive: true, force: true });
+      await rm(tmp, { recursive: true, force: true });
+      // Empty once no other process writes here; it is made again by the next writer.
+      await rmdir(tmpRoot).catch(() => undefined);
+    }
+  }
+
+  private async versionNumbers(stageDir: string): Promise<number[]> {
+    const names = await readdir(stageDir).catch(() => [] as string[]);
+    return names.flatMap((n) => {
+      const match = VERSION_DIR.exec(n);
+      return match ? [Number(match[1])] : [];
+    });
+  }
+
+  /** Versions half-written by processes of this host that are gone (crashed or killed). */
+  private async removeDeadWrites(tmpRoot: string): Promise<void> {
+    for (const name of await readdir(tmpRoot).catch(() => [] as string[])) {
+      const match = VERSION_TMP.exec(name);
+      if (match && match[1] === hostLabel() && !processAlive(Number(match[2]))) {
+        await rm(join(tmpRoot, name), { recursive: true, force: true });
+      }
     }
   }
 
@@ -307,7 +387,7 @@ export class LocalArtifactStore implements ArtifactStore {
         for (const name of (await readdir(dir)).filter((n) => ATOMIC_TMP.test(n) && dead(n))) {
           found.leftovers.push({ path: join(dir, name), bytes: await diskUsage(join(dir, name)) });
         }
-      } else if (SAFE_NAME.test(entry.name)) {
+      } else if (SAFE_NAME.test(entry.name) && entry.name !== SWEEPS_DIR) {
         for (const v of await this.listVersions(pipeline, entry.name)) found.versions.push({ ...v, bytes: await diskUsage(v.dir) });
         if (await exists(join(dir, TMP_DIR))) found.leftovers.push({ path: join(dir, TMP_DIR), bytes: await diskUsage(join(dir, TMP_DIR)) });
       }
@@ -351,6 +431,15 @@ export class LocalArtifactStore implements ArtifactStore {
     return path;
   }
 
+  async writeSweep(pipeline: string, id: string, summary: unknown): Promise<string> {
+    assertSafeName('sweep', id);
+    const dir = join(this.root, pipeline, SWEEPS_DIR);
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, `${id}.json`);
+    await writeFileAtomic(path, `${JSON.stringify(summary, null, 2)}\n`);
+    return path;
+  }
+
   reportPath(pipeline: string, runId: string): string {
     assertSafeName('run', runId);
     return join(this.runsDir(pipeline), `${runId}.html`);
@@ -389,26 +478,20 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 }
 
-interface LockOwner {
-  pid: number;
-  host: string;
-  startedAt: string;
+/** The host in temporary names: what a folder name may hold. */
+function hostLabel(): string {
+  return hostname().replace(/[^A-Za-z0-9.-]/g, '_') || 'host';
 }
 
-async function readLockOwner(path: string): Promise<LockOwner | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as LockOwner;
-  } catch {
-    return undefined;
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+/** mkdtemp under `root`, made first; another writer's cleanup may remove `root` in between. */
+async function makeTempDir(root: string, prefix: string): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    await mkdir(root, { recursive: true });
+    try {
+      return await mkdtemp(join(root, prefix));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 10) throw err;
+    }
   }
 }
 

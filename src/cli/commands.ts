@@ -27,7 +27,7 @@ const print = (text = '') => process.stdout.write(`${text}\n`);
 export type LogFormat = 'text' | 'json';
 
 export async function runCommand(
-  args: FileArgs & { backend?: BackendChoice; force: boolean; quiet: boolean; logFormat: LogFormat },
+  args: FileArgs & { backend?: BackendChoice; force: boolean; only?: string[]; sweepId?: string; quiet: boolean; logFormat: LogFormat },
 ): Promise<number> {
   const pipeline = await loadPipeline(args.file, args.set);
   let stops = 0;
@@ -41,6 +41,8 @@ export async function runCommand(
   await runPipeline(pipeline, {
     store: await openStore(args, pipeline),
     force: args.force,
+    only: args.only,
+    sweep: args.sweepId,
     backend: args.backend,
     reporter: args.logFormat === 'json' ? new JsonLinesReporter() : new TerminalReporter({ quiet: args.quiet }),
     stopRequested: () => stops > 0,

@@ -71,6 +71,12 @@ export async function main(argv: string[]): Promise<void> {
         withFileAndSets(y)
           .option('backend', { choices: BACKEND_CHOICES, describe: "tfjs backend (overrides the file's)" })
           .option('force', { type: 'boolean', default: false, describe: 'rerun every stage, even when cached' })
+          .option('only', {
+            type: 'string',
+            array: true,
+            describe: 'run only this stage (repeatable); the stages it reads must be in the store already',
+          })
+          .option('sweep-id', { type: 'string', describe: 'record the run as one of this sweep (set by `pipeline sweep`)', hidden: true })
           .option('quiet', { type: 'boolean', default: false, describe: 'print only errors' })
           .option('log-format', {
             choices: ['text', 'json'] as const,

@@ -10,6 +10,8 @@ import type { LoadedDataset } from '../data/types.js';
 import { InputError, PipelineError, StageError } from '../errors.js';
 import type { Pipeline, ResolvedStage } from '../spec/pipeline.js';
 import { sha256File } from '../util/hash.js';
+import { didYouMeanSuffix } from '../util/suggest.js';
+import { shellQuote } from '../util/text.js';
 import { loadModelOutput } from '../stages/model-output.js';
 import type { StageContext, StageInput } from '../stages/types.js';
 import { withSeededMathRandom } from '../random.js';
@@ -36,11 +38,24 @@ export interface StagePlan {
 export interface PlanOptions {
   store: ArtifactStore;
   force?: boolean;
+  /**
+   * Only these stages (`--only`), as one step of a pipeline that a scheduler (an Argo task, a queue
+   * worker) runs alone: the plan holds them and the stages they read, which must be in the store
+   * already (an InputError names what is missing and the command that makes it). --force reruns
+   * the selected stages only.
+   */
+  only?: string[];
 }
 
 export async function planPipeline(pipeline: Pipeline, options: PlanOptions): Promise<StagePlan[]> {
   const plans = new Map<string, StagePlan>();
+  const fingerprints = new Map<string, Fingerprint>();
   const dataHashes = new Map<string, DataRef>();
+  const selected = options.only?.length ? selectStages(pipeline, options.only) : undefined;
+  // What a selection needs besides itself: the stages it reads. Their own inputs are not needed:
+  // a stored version is found by fingerprint, and fingerprints need no outputs.
+  const inputs = new Set([...(selected ?? [])].flatMap((s) => pipeline.stages.get(s)!.deps).filter((d) => !selected!.has(d)));
+  const missing: string[] = [];
   for (const name of pipeline.graph.order) {
     const stage = pipeline.stages.get(name)!;
     const dataRefs: Record<string, DataRef> = {};
@@ -56,15 +71,21 @@ export async function planPipeline(pipeline: Pipeline, options: PlanOptions): Pr
     const fingerprint = fingerprintStage({
       kind: stage.kind.kind,
       config: stage.config,
-      stages: Object.fromEntries(stage.deps.map((d) => [d, plans.get(d)!.fingerprint.fingerprint])),
+      stages: Object.fromEntries(stage.deps.map((d) => [d, fingerprints.get(d)!.fingerprint])),
       data: Object.fromEntries(Object.entries(dataRefs).map(([k, v]) => [k, v.hash])),
       files: await hashExternalFiles(stage, pipeline.baseDir),
       seed: pipeline.seed,
     });
-    const upstreamRuns = stage.deps.filter((d) => plans.get(d)!.action === 'run');
+    fingerprints.set(name, fingerprint);
+    if (selected && !selected.has(name) && !inputs.has(name)) continue;
+    const upstreamRuns = stage.deps.filter((d) => plans.get(d)?.action === 'run');
     let cached: StoredVersion | undefined;
     let reason: string;
-    if (options.force) {
+    if (inputs.has(name)) {
+      cached = await options.store.findByFingerprint(pipeline.name, name, fingerprint.fingerprint);
+      if (!cached) missing.push(name);
+      reason = cached ? `same fingerprint as v${cached.version} (input of --only)` : 'not in the store';
+    } else if (options.force) {
       reason = 'forced (--force)';
     } else {
       cached = await options.store.findByFingerprint(pipeline.name, name, fingerprint.fingerprint);
@@ -82,7 +103,43 @@ export async function planPipeline(pipeline: Pipeline, options: PlanOptions): Pr
       dataRefs,
     });
   }
+  if (missing.length) throw missingInputs(pipeline, options, missing, selected!, fingerprints);
   return [...plans.values()];
+}
+
+function selectStages(pipeline: Pipeline, only: string[]): Set<string> {
+  const known = pipeline.graph.order;
+  for (const name of only) {
+    if (!pipeline.stages.has(name)) {
+      throw new InputError(
+        `--only ${name}: ${pipeline.file} has no stage "${name}"${didYouMeanSuffix(name, known)} (stages: ${known.join(', ')})`,
+      );
+    }
+  }
+  return new Set(only);
+}
+
+/** Names each missing input, what reads it, and the command that puts it in the store. */
+function missingInputs(pipeline: Pipeline, options: PlanOptions, missing: string[], selected: Set<string>, fps: Map<string, Fingerprint>): InputError {
+  const store = options.store;
+  const lines = missing.map((name) => {
+    const readers = [...selected].filter((s) => pipeline.stages.get(s)!.deps.includes(name));
+    return (
+      `stage "${name}" (read by ${readers.map((r) => `"${r}"`).join(', ')}) has no version with fingerprint ` +
+      `${fps.get(name)!.fingerprint.slice(0, 12)} in ${store.describe(join(store.root, pipeline.name, name))}`
+    );
+  });
+  const command = [
+    'pipeline', 'run', relative(process.cwd(), pipeline.file) || pipeline.file,
+    ...missing.flatMap((m) => ['--only', m]),
+    '--store', store.describe(store.root),
+    ...pipeline.overrides.flatMap((o) => ['--set', o]),
+  ].map(shellQuote).join(' ');
+  return new InputError(
+    `--only ${[...selected].join(' ')}: ${lines.join('; ')}. Its input stages must be in the store first: run \`${command}\`` +
+      ' (or the whole pipeline, without --only)',
+    { code: 'E_MISSING_INPUT' },
+  );
 }
 
 async function hashExternalFiles(stage: ResolvedStage, baseDir: string): Promise<Record<string, string>> {
@@ -117,15 +174,28 @@ export interface RunOptions extends PlanOptions {
   reporter: RunReporter;
   /** Set by the CLI on Ctrl-C: stages stop at the next batch and nothing is published. */
   stopRequested?: () => boolean;
+  /** The sweep this run is one of (`pipeline sweep`), kept in the run record. */
+  sweep?: string;
 }
 
+/** A run's id, sortable by time: 20261124T101500Z-3fa2c1. */
+export function newRunId(at = Date.now()): string {
+  return `${new Date(at).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
+}
+
+// Runs of one pipeline may share a store at the same time (a sweep, Argo tasks, two terminals):
+// each holds a shared lease (gc keeps out), and a stage to compute is locked by fingerprint, so of
+// two runs that need the same version one computes it and the other waits, then reuses it.
 export async function runPipeline(pipeline: Pipeline, options: RunOptions): Promise<RunRecord> {
   const { store, reporter } = options;
-  const release = await store.lock(pipeline.name);
   const started = Date.now();
+  const id = newRunId(started);
+  const release = await store.lockShared(pipeline.name, id, (owner) =>
+    reporter.warning(`${store.describe(join(store.root, pipeline.name))} is held by ${owner}; this run starts when it is done`),
+  );
   const record: RunRecord = {
     schemaVersion: 1,
-    id: `${new Date(started).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`,
+    id,
     pipeline: pipeline.name,
     file: relative(process.cwd(), pipeline.file) || pipeline.file,
     status: 'running',
@@ -134,6 +204,8 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
     backend: options.backend ?? pipeline.backend,
     overrides: pipeline.overrides,
     force: Boolean(options.force),
+    ...(options.only?.length ? { only: options.only } : {}),
+    ...(options.sweep ? { sweep: options.sweep } : {}),
     stages: [],
     host: hostname(),
     pid: process.pid,
@@ -147,43 +219,64 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
     const datasets = new Map<string, Promise<LoadedDataset>>();
     const readByAnother = new Set([...pipeline.stages.values()].flatMap((s) => s.deps));
     let backend: BackendSelection | undefined;
+    const reuse = async (plan: StagePlan, entry: StageRunRecord, cached: StoredVersion) => {
+      // A remote store's files come down only where this run reads them: a stage no other stage
+      // reads (the run's result), one with a publish step, and (runStage) a running stage's inputs.
+      const files = !readByAnother.has(plan.stage) || Boolean(pipeline.stages.get(plan.stage)!.kind.publish);
+      const version = await store.materialize(cached, { files });
+      published.set(plan.stage, version);
+      Object.assign(entry, { status: 'reused', version: version.version, metrics: version.manifest.metrics, reason: plan.reason });
+      reporter.stageReused(plan, version);
+      await publishOutside(pipeline, plan.stage, version, entry, options);
+    };
     for (const [index, plan] of plans.entries()) {
       const entry = record.stages[index];
-      if (plan.action === 'reuse' && plan.cached) {
-        // A remote store's files come down only where this run reads them: a stage no other stage
-        // reads (the run's result), one with a publish step, and (runStage) a running stage's inputs.
-        const files = !readByAnother.has(plan.stage) || Boolean(pipeline.stages.get(plan.stage)!.kind.publish);
-        const version = await store.materialize(plan.cached, { files });
-        published.set(plan.stage, version);
-        Object.assign(entry, { status: 'reused', version: version.version, metrics: version.manifest.metrics });
-        reporter.stageReused(plan, version);
-        await publishOutside(pipeline, plan.stage, version, entry, options);
-        continue;
-      }
-      // Only now, when something must run, is a backend loaded: a fully cached run needs none.
-      backend ??= await selectBackend(options.backend ?? pipeline.backend);
-      if (index === plans.findIndex((p) => p.action === 'run')) {
-        record.backend = backend.name;
-        reporter.backendSelected(backend);
-      }
-      const stageStarted = Date.now();
-      reporter.stageStart(plan, index, plans.length);
+      // A stage with a publish step is locked even when reused, so that two runs never copy one
+      // version outside the store twice.
+      const lock = plan.action === 'run' || pipeline.stages.get(plan.stage)!.kind.publish;
+      const unlock = lock
+        ? await store.lockStage(pipeline.name, plan.stage, plan.fingerprint.fingerprint, `run ${id}`, (owner) =>
+            reporter.observerFor(plan.stage).info(`waiting for ${owner}: it is computing this stage with the same fingerprint`),
+          )
+        : async () => {};
       try {
-        const version = await runStage(pipeline, plan, { store, backend, published, datasets, options, runId: record.id });
-        published.set(plan.stage, version);
-        Object.assign(entry, {
-          status: 'ran',
-          version: version.version,
-          durationMs: Date.now() - stageStarted,
-          metrics: version.manifest.metrics,
-        });
-        reporter.stageDone(plan, version, Date.now() - stageStarted);
-        await publishOutside(pipeline, plan.stage, version, entry, options);
-      } catch (err) {
-        Object.assign(entry, { status: 'failed', durationMs: Date.now() - stageStarted, error: (err as Error).message });
-        for (const rest of record.stages.slice(index + 1)) rest.status = 'skipped';
-        reporter.stageFailed(plan, err as Error, Date.now() - stageStarted);
-        throw err instanceof PipelineError ? err : new StageError(plan.stage, `stage "${plan.stage}" failed: ${(err as Error).message}`, { cause: err });
+        if (plan.cached) {
+          await reuse(plan, entry, plan.cached);
+          continue;
+        }
+        const meanwhile = options.force ? undefined : await store.findByFingerprint(pipeline.name, plan.stage, plan.fingerprint.fingerprint);
+        if (meanwhile) {
+          const reason = `same fingerprint as v${meanwhile.version}, published meanwhile by run ${meanwhile.manifest.runId}`;
+          await reuse({ ...plan, action: 'reuse', cached: meanwhile, reason }, entry, meanwhile);
+          continue;
+        }
+        // Only now, when something must run, is a backend loaded: a fully cached run needs none.
+        if (!backend) {
+          backend = await selectBackend(options.backend ?? pipeline.backend);
+          record.backend = backend.name;
+          reporter.backendSelected(backend);
+        }
+        const stageStarted = Date.now();
+        reporter.stageStart(plan, index, plans.length);
+        try {
+          const version = await runStage(pipeline, plan, { store, backend, published, datasets, options, runId: record.id });
+          published.set(plan.stage, version);
+          Object.assign(entry, {
+            status: 'ran',
+            version: version.version,
+            durationMs: Date.now() - stageStarted,
+            metrics: version.manifest.metrics,
+          });
+          reporter.stageDone(plan, version, Date.now() - stageStarted);
+          await publishOutside(pipeline, plan.stage, version, entry, options);
+        } catch (err) {
+          Object.assign(entry, { status: 'failed', durationMs: Date.now() - stageStarted, error: (err as Error).message });
+          for (const rest of record.stages.slice(index + 1)) rest.status = 'skipped';
+          reporter.stageFailed(plan, err as Error, Date.now() - stageStarted);
+          throw err instanceof PipelineError ? err : new StageError(plan.stage, `stage "${plan.stage}" failed: ${(err as Error).message}`, { cause: err });
+        }
+      } finally {
+        await unlock();
       }
     }
     record.status = 'succeeded';
@@ -313,5 +406,5 @@ async function runStage(pipeline: Pipeline, plan: StagePlan, state: StageRunStat
       runId: state.runId,
       metrics: result.headline,
     };
-  });
+  }, { duplicate: Boolean(state.options.force) });
 }

@@ -97,3 +97,8 @@ export function firstInvalidUtf8(b: Uint8Array): number {
 export function quoteShort(text: string, max = 40): string {
   return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
 }
+
+/** A word for a POSIX shell: as it is when nothing in it is special, else in single quotes. */
+export function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_./:=,@%+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}

@@ -11,7 +11,7 @@ import { ROOT, cli, fixture, removeTempDirs, tempDir } from '../helpers.js';
 
 // `pipeline gc`: five versions of each stage, the newest successful run back on v1; --keep 2 must
 // remove v2 and v3 only (and crash leftovers), keep v4, v5 (newest) and v1 (in use), and leave a
-// store the next run reuses. A pipeline whose lock is held is skipped untouched.
+// store the next run reuses. A pipeline that a run uses, or another gc holds, is skipped untouched.
 
 const quiet = new TerminalReporter({ quiet: true });
 test.after(removeTempDirs);
@@ -50,19 +50,25 @@ test('--dry-run says what would go and removes nothing', async () => {
   assert.equal(await versions('net'), ['v1', 'v2', 'v3', 'v4', 'v5']);
 });
 
-test('a pipeline whose lock a live process holds is skipped, untouched', async () => {
-  const release = await store.lock('iris');
+test('a pipeline that a run is using, or another gc holds, is skipped, untouched', async () => {
+  const lease = await store.lockShared('iris', '20260101T000000Z-aaaaaa');
   try {
     const result = await cli(['gc', '--keep', '0', '--store', storeDir]);
     assert.is(result.code, 0, result.stderr);
-    assert.match(result.stderr, `iris: skipped, nothing removed: another pipeline run (pid ${process.pid}`);
+    assert.match(result.stderr, `iris: skipped, nothing removed: another pipeline run (run 20260101T000000Z-aaaaaa, pid ${process.pid}`);
     assert.not.match(result.stdout, 'iris.lock', 'the held lock folder was taken for a pipeline');
     assert.not.ok((await readdir(storeDir)).includes('iris.lock.lock'), 'gc locked the lock folder');
     assert.equal(await versions('net'), ['v1', 'v2', 'v3', 'v4', 'v5']);
-    const inProcess = await collectGarbage(store, 'iris', { keep: 0 });
-    assert.ok(inProcess.skipped, 'gc ran under a held lock');
   } finally {
-    await release();
+    await lease();
+  }
+  const gate = await store.lock('iris');
+  try {
+    const inProcess = await collectGarbage(store, 'iris', { keep: 0 });
+    assert.match(inProcess.skipped ?? '', `another pipeline process (pipeline gc, pid ${process.pid}`);
+    assert.equal(await versions('net'), ['v1', 'v2', 'v3', 'v4', 'v5']);
+  } finally {
+    await gate();
   }
 });
 

@@ -50,17 +50,53 @@ test('SIGKILL while a version is being written leaves no visible version; the ne
   assert.equal((await readdir(stageDir)).sort(), ['v1']);
 });
 
-test('a second run while one holds the lock is refused with a clear message', async () => {
+test('two runs of one file on one store at once both succeed: each stage is computed once, one version each', async () => {
+  const store = await tempDir();
+  const [a, b] = await Promise.all([0, 1].map(() => cli(['run', fixture('iris.yaml'), '--store', store, '--log-format', 'json'])));
+  assert.is(a.code, 0, a.stderr);
+  assert.is(b.code, 0, b.stderr);
+  for (const stage of ['net', 'check']) assert.equal(await readdir(join(store, 'iris', stage)), ['v1'], stage);
+  const records = await Promise.all(
+    (await readdir(join(store, 'iris', 'runs'))).filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(join(store, 'iris', 'runs', n), 'utf8'))),
+  );
+  assert.is(records.length, 2);
+  for (const stage of ['net', 'check']) {
+    const statuses = records.map((r) => r.stages.find((s: { stage: string }) => s.stage === stage).status).sort();
+    assert.equal(statuses, ['ran', 'reused'], `${stage}: ${statuses}`);
+  }
+});
+
+test('gc while a run is in flight skips the pipeline, naming the run; once it is gone, gc proceeds', async () => {
   const store = await tempDir();
   const holder = spawn(process.execPath, [BIN, 'run', fixture('iris.yaml'), '--store', store], {
     cwd: ROOT,
     env: { ...process.env, TFJS_PIPELINE_FAULT: 'before-publish' },
   });
   await new Promise<void>((resolve) => holder.stderr.on('data', (d: Buffer) => d.toString().includes('fault point') && resolve()));
-  const second = await cli(['run', fixture('iris.yaml'), '--store', store]);
+  const skipped = await cli(['gc', '--keep', '0', '--store', store]);
   holder.kill('SIGKILL');
-  assert.is(second.code, 2);
-  assert.match(second.stderr, /another pipeline run \(pid \d+/);
+  await new Promise((resolve) => holder.on('close', resolve));
+  assert.is(skipped.code, 0, skipped.stderr);
+  assert.match(skipped.stderr, new RegExp(`iris: skipped, nothing removed: another pipeline run \\(run \\S+, pid ${holder.pid} `));
+  const after = await cli(['gc', '--keep', '0', '--store', store]);
+  assert.is(after.code, 0, after.stderr);
+  assert.not.match(after.stderr, 'skipped');
+  assert.match(after.stdout, '(left by a crashed write)');
+});
+
+test('--only with an input missing exits 2 naming it and the command that makes it; that command then works', async () => {
+  const store = await tempDir();
+  const missing = await cli(['run', fixture('iris.yaml'), '--store', store, '--only', 'check']);
+  assert.is(missing.code, 2);
+  assert.match(missing.stderr, 'stage "net" (read by "check") has no version with fingerprint');
+  const command = /run `pipeline (run .*?)`/.exec(missing.stderr)?.[1];
+  assert.ok(command, missing.stderr);
+  const made = await cli(command.split(' '));
+  assert.is(made.code, 0, made.stderr);
+  const only = await cli(['run', fixture('iris.yaml'), '--store', store, '--only', 'check']);
+  assert.is(only.code, 0, only.stderr);
+  assert.match(only.stdout, 'net (train): reused v1');
+  assert.match(only.stdout, 'check: v1');
 });
 
 test('an explicit backend that cannot load fails with exit 2 and says why (no silent cpu fallback)', async () => {

@@ -131,4 +131,76 @@ test('a stage can start from a tfjs model.json path, and editing that file inval
   assert.match(plan[0].reason, 'file group1-shard1of1.bin changed');
 });
 
+test('--only: a stage whose input is not stored fails with exit 2, naming the input and the command that makes it', async () => {
+  const ws = await irisWorkspace();
+  const pipeline = await loadPipeline(ws.file, ['net.epochs=2']);
+  try {
+    await runPipeline(pipeline, { store: ws.store, reporter: quiet, only: ['check'] });
+    assert.unreachable('ran without its input');
+  } catch (err) {
+    assert.is((err as { exitCode?: number }).exitCode, 2);
+    assert.match((err as Error).message, 'stage "net" (read by "check") has no version with fingerprint');
+    assert.match((err as Error).message, `--only net --store ${ws.store.root} --set net.epochs=2\``);
+  }
+  assert.equal(await ws.store.listVersions('iris', 'check'), [], 'nothing was published');
+});
+
+test('--only runs the named stage alone and reuses its stored inputs; an unknown name is refused', async () => {
+  const ws = await irisWorkspace();
+  const first = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet, only: ['net'] });
+  assert.equal(statuses(first), { net: 'ran@v1' });
+  assert.equal(first.only, ['net']);
+  const second = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet, only: ['check'] });
+  assert.equal(statuses(second), { net: 'reused@v1', check: 'ran@v1' });
+  // The same stage run again, as a retried Argo task would, is reused.
+  const again = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet, only: ['check'] });
+  assert.equal(statuses(again), { net: 'reused@v1', check: 'reused@v1' });
+  try {
+    await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet, only: ['chek'] });
+    assert.unreachable('an unknown stage was accepted');
+  } catch (err) {
+    assert.match((err as Error).message, 'has no stage "chek"; did you mean "check"? (stages: net, check)');
+  }
+});
+
+test('two runs at once: the second waits for the stage the first is computing, then reuses it', async () => {
+  const ws = await irisWorkspace();
+  let secondPlanned!: () => void;
+  const planned = new Promise<void>((resolve) => (secondPlanned = resolve));
+  // The first run publishes only once the second has planned, so the second plans to run net too
+  // and then has to wait for it.
+  class HeldBack extends LocalArtifactStore {
+    override async publish(...args: Parameters<LocalArtifactStore['publish']>) {
+      await planned;
+      return super.publish(...args);
+    }
+  }
+  const info: string[] = [];
+  class Watching extends TerminalReporter {
+    override runStart(): void {
+      secondPlanned();
+    }
+    override observerFor() {
+      return { ...super.observerFor(), info: (m: string) => info.push(m) };
+    }
+  }
+  let netStarted!: () => void;
+  const started = new Promise<void>((resolve) => (netStarted = resolve));
+  class Starting extends TerminalReporter {
+    override stageStart(): void {
+      netStarted();
+    }
+  }
+  const first = runPipeline(await loadPipeline(ws.file), { store: new HeldBack(ws.store.root), reporter: new Starting({ quiet: true }) });
+  await started; // the first run holds net's lock
+  const second = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: new Watching({ quiet: true }) });
+  const a = await first;
+  assert.is(statuses(a).net, 'ran@v1');
+  assert.is(statuses(second).net, 'reused@v1');
+  assert.match(second.stages[0].reason!, `same fingerprint as v1, published meanwhile by run ${a.id}`);
+  assert.ok(info.some((m) => m.startsWith(`waiting for run ${a.id}`)), info.join('\n'));
+  // check is whichever run got there first: computed once, reused by the other.
+  assert.equal([statuses(a).check, statuses(second).check].sort(), ['ran@v1', 'reused@v1']);
+});
+
 test.run();
