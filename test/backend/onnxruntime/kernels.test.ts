@@ -80,14 +80,25 @@ async function expectClose(what: string, fn: () => tf.Tensor): Promise<void> {
 [...fixed, ...randomCases(12, 91)].forEach((c, i) => {
   const s = shapes(c);
   test(`conv2d forward, filter and input gradients match cpu: ${label(c)}`, async () => {
-    await expectClose('Conv2D', () => tf.conv2d(seededTensor(s.x, 1 + i) as tf.Tensor4D, seededTensor(s.w, 2 + i) as tf.Tensor4D, c.strides, c.pad));
-    await expectClose('Conv2DBackpropFilter', () =>
-      tf.engine().runKernel(
-        tf.Conv2DBackpropFilter,
-        { x: seededTensor(s.x, 10 + i), dy: seededTensor(s.dy, 20 + i) },
-        { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: s.w } as unknown as tf.NamedAttrMap,
-      ) as tf.Tensor,
-    );
+    for (const method of ['im2col', 'nchw'] as const) {
+      onnxruntimeKernelOptions.forwardMethod = method;
+      await expectClose(`Conv2D (${method})`, () =>
+        tf.conv2d(seededTensor(s.x, 1 + i) as tf.Tensor4D, seededTensor(s.w, 2 + i) as tf.Tensor4D, c.strides, c.pad),
+      );
+    }
+    onnxruntimeKernelOptions.forwardMethod = 'auto';
+    // One Gemm over the patch matrix, and one per filter tap (large images).
+    for (const maxPatchElements of [Infinity, 0]) {
+      onnxruntimeKernelOptions.maxPatchElements = maxPatchElements;
+      await expectClose(`Conv2DBackpropFilter (${maxPatchElements ? 'patch matrix' : 'per tap'})`, () =>
+        tf.engine().runKernel(
+          tf.Conv2DBackpropFilter,
+          { x: seededTensor(s.x, 10 + i), dy: seededTensor(s.dy, 20 + i) },
+          { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: s.w } as unknown as tf.NamedAttrMap,
+        ) as tf.Tensor,
+      );
+    }
+    onnxruntimeKernelOptions.maxPatchElements = 8_000_000;
     // Both ways of forming it (col2im exists for stride 1 only; the option falls back otherwise).
     for (const method of ['col2im', 'convTranspose'] as const) {
       onnxruntimeKernelOptions.inputGradMethod = method;
@@ -107,7 +118,9 @@ for (const activation of ['linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrel
   test(`fused conv2d and matMul with bias and ${activation} match cpu, with their gradients`, async () => {
     const c = fixed[3];
     const s = shapes(c);
-    await expectClose('FusedConv2D', () =>
+    for (const method of ['im2col', 'nchw'] as const) {
+      onnxruntimeKernelOptions.forwardMethod = method;
+      await expectClose(`FusedConv2D (${method})`, () =>
       tf.fused.conv2d({
         x: seededTensor(s.x, 1) as tf.Tensor4D,
         filter: seededTensor(s.w, 2) as tf.Tensor4D,
@@ -117,7 +130,9 @@ for (const activation of ['linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrel
         activation,
         leakyreluAlpha: 0.1,
       }),
-    );
+      );
+    }
+    onnxruntimeKernelOptions.forwardMethod = 'auto';
     await expectClose('_FusedMatMul', () =>
       tf.fused.matMul({ a: seededTensor([7, 5], 4) as tf.Tensor2D, b: seededTensor([5, 9], 5) as tf.Tensor2D, bias: seededTensor([9], 6), activation, leakyreluAlpha: 0.1 }),
     );
