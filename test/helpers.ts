@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TerminalReporter } from '../src/report/terminal.js';
+import type { TrainingObserver } from '../src/train/progress.js';
 
 export const ROOT = new URL('../..', import.meta.url).pathname;
 export const BIN = join(ROOT, 'bin', 'pipeline.js');
@@ -52,4 +54,36 @@ export async function serveFolder(dir: string): Promise<{ url: string; server: S
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+/**
+ * A quiet reporter that keeps the warnings and info lines it gets and, like a Ctrl-C, raises `stop`
+ * once stage `stopAt.stage` has ended `stopAt.epochs` epochs, counted across its training loops
+ * (distill: the baseline's, then the student's). Pass `stopRequested: () => reporter.stop`.
+ */
+export class RecordingReporter extends TerminalReporter {
+  readonly warnings: string[] = [];
+  readonly infos: string[] = [];
+  stop = false;
+  private ended = 0;
+
+  constructor(private readonly stopAt?: { stage: string; epochs: number }) {
+    super({ quiet: true });
+  }
+
+  override warning(message: string): void {
+    this.warnings.push(message);
+  }
+
+  override observerFor(stage = ''): TrainingObserver {
+    const base = super.observerFor();
+    return {
+      ...base,
+      epochEnd: (logs, epochs, note) => {
+        base.epochEnd(logs, epochs, note);
+        if (this.stopAt?.stage === stage && ++this.ended >= this.stopAt.epochs) this.stop = true;
+      },
+      info: (message) => void this.infos.push(`${stage}: ${message}`),
+    };
+  }
 }

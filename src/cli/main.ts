@@ -61,6 +61,11 @@ export async function main(argv: string[]): Promise<void> {
         withFileAndSets(y)
           .option('backend', { choices: BACKEND_CHOICES, describe: "tfjs backend (overrides the file's)" })
           .option('force', { type: 'boolean', default: false, describe: 'rerun every stage, even when cached' })
+          .option('resume', {
+            type: 'boolean',
+            default: true,
+            describe: 'continue a stage an interrupted run left from its last epoch checkpoint (--no-resume: start it over)',
+          })
           .option('quiet', { type: 'boolean', default: false, describe: 'print only errors' })
           .option('log-format', {
             choices: ['text', 'json'] as const,
