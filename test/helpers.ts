@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -40,6 +40,46 @@ export function cli(args: string[], options: { cwd?: string; env?: Record<string
     child.stderr.on('data', (d) => (stderr += d));
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
+}
+
+export interface RunningCli {
+  child: ChildProcess;
+  /** stdout and stderr so far, interleaved as they came. */
+  output(): string;
+  /** Resolves once the output matches (rejects if the process ends first). */
+  waitFor(pattern: RegExp): Promise<void>;
+  /** Resolves when the process has ended. */
+  ended: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts the real `pipeline` command without waiting for it: to stop or kill it at some point. */
+export function startCli(args: string[], env: Record<string, string> = {}): RunningCli {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+  let output = '';
+  const watchers: { pattern: RegExp; resolve: () => void }[] = [];
+  const onData = (d: Buffer) => {
+    output += d;
+    for (const w of watchers.filter((w) => w.pattern.test(output))) {
+      watchers.splice(watchers.indexOf(w), 1);
+      w.resolve();
+    }
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    output: () => output,
+    waitFor: (pattern) =>
+      new Promise<void>((resolve, reject) => {
+        if (pattern.test(output)) return resolve();
+        watchers.push({ pattern, resolve });
+        void ended.then(() => reject(new Error(`the command ended before printing ${pattern}:\n${output}`)));
+      }),
+    ended,
+  };
 }
 
 /** Serves a folder on loopback, as a static file server in front of a browser app would. */

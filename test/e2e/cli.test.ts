@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BIN, ROOT, cli, fixture, removeTempDirs, tempDir } from '../helpers.js';
+import { cli, fixture, removeTempDirs, startCli, tempDir } from '../helpers.js';
 
 test.after(removeTempDirs);
 
@@ -30,17 +29,10 @@ test('quickstart: trains, reaches its accuracy floor on the test split, then is 
 
 test('SIGKILL while a version is being written leaves no visible version; the next run succeeds', async () => {
   const store = await tempDir();
-  const child = spawn(process.execPath, [BIN, 'run', fixture('iris.yaml'), '--store', store], {
-    cwd: ROOT,
-    env: { ...process.env, TFJS_PIPELINE_FAULT: 'before-publish' },
-  });
-  await new Promise<void>((resolve) => {
-    child.stderr.on('data', (d: Buffer) => {
-      if (d.toString().includes('fault point reached')) resolve();
-    });
-  });
-  child.kill('SIGKILL');
-  await new Promise((resolve) => child.on('close', resolve));
+  const run = startCli(['run', fixture('iris.yaml'), '--store', store], { TFJS_PIPELINE_FAULT: 'before-publish' });
+  await run.waitFor(/fault point reached/);
+  run.child.kill('SIGKILL');
+  await run.ended;
   const stageDir = join(store, 'iris', 'net');
   const entries = await readdir(stageDir);
   assert.not.ok(entries.some((e) => /^v\d+$/.test(e)), `a version appeared: ${entries}`);
@@ -52,13 +44,10 @@ test('SIGKILL while a version is being written leaves no visible version; the ne
 
 test('a second run while one holds the lock is refused with a clear message', async () => {
   const store = await tempDir();
-  const holder = spawn(process.execPath, [BIN, 'run', fixture('iris.yaml'), '--store', store], {
-    cwd: ROOT,
-    env: { ...process.env, TFJS_PIPELINE_FAULT: 'before-publish' },
-  });
-  await new Promise<void>((resolve) => holder.stderr.on('data', (d: Buffer) => d.toString().includes('fault point') && resolve()));
+  const holder = startCli(['run', fixture('iris.yaml'), '--store', store], { TFJS_PIPELINE_FAULT: 'before-publish' });
+  await holder.waitFor(/fault point reached/);
   const second = await cli(['run', fixture('iris.yaml'), '--store', store]);
-  holder.kill('SIGKILL');
+  holder.child.kill('SIGKILL');
   assert.is(second.code, 2);
   assert.match(second.stderr, /another pipeline run \(pid \d+/);
 });
