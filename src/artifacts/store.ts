@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 import lockfile from 'proper-lockfile';
@@ -347,7 +347,7 @@ export class LocalArtifactStore implements ArtifactStore {
         );
       case 'ENOTDIR':
       case 'EEXIST': {
-        const blocker = await firstNonFolder(this.root, (err as NodeJS.ErrnoException).path ?? path);
+        const blocker = await firstNonFolder((err as NodeJS.ErrnoException).path ?? path);
         if (!blocker) return err;
         return new StorageError(
           `the artifact store ${root} cannot be used: ${this.describe(blocker)} is a file, not a folder (${code} ` +
@@ -491,11 +491,11 @@ export class LocalArtifactStore implements ArtifactStore {
             await mkdir(dir, { recursive: true });
             const handle = await open(tmp, 'w');
             try {
-              // Two writes, so the crash tests can stop the process with half a checkpoint on disk.
+              // In two halves, so the crash tests can stop the process with half a checkpoint on disk.
               const half = Math.floor(bytes.length / 2);
-              await handle.write(bytes, 0, half);
+              await writeAll(handle, bytes.subarray(0, half));
               await faultPoint('checkpoint-write');
-              await handle.write(bytes, half, bytes.length - half);
+              await writeAll(handle, bytes.subarray(half));
               await handle.sync();
             } finally {
               await handle.close();
@@ -601,13 +601,17 @@ function decodeCheckpoint(bytes: Buffer, where: string): Checkpoint {
   return { epoch: parsed.epoch, epochs: parsed.epochs, meta: parsed.meta, data: new Uint8Array(body.subarray(metaBytes)) };
 }
 
-/** The first path from `root` down to `path` that exists and is not a folder. */
-async function firstNonFolder(root: string, path: string): Promise<string | undefined> {
-  const chain: string[] = [];
-  for (let p = path; p.startsWith(root) && p !== dirname(p); p = dirname(p)) {
-    chain.unshift(p);
-    if (p === root) break;
+/** write() may write less than asked (a nearly full disk does): what is left is written until done or an error. */
+async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    done += (await handle.write(bytes, done, bytes.length - done)).bytesWritten;
   }
+}
+
+/** The first of `path` and its parent folders, from the top down, that exists and is not a folder. */
+async function firstNonFolder(path: string): Promise<string | undefined> {
+  const chain: string[] = [];
+  for (let p = path; p !== dirname(p); p = dirname(p)) chain.unshift(p);
   for (const p of chain) {
     try {
       if (!(await stat(p)).isDirectory()) return p;
