@@ -28,6 +28,7 @@ export class StageCheckpoints {
   slot(loop: string): CheckpointSlot {
     const reject = (why: string) => {
       delete this.resumedFromEpoch[loop];
+      if (this.latest?.loop === loop) this.latest = undefined;
       // Left in place: the loop's first checkpoint replaces it, and a run that ends sooner warns again.
       this.warn(`${why}; stage "${this.stage}" trains from the start instead`);
     };

@@ -124,6 +124,23 @@ test('a fit that had finished (or stopped early) resumes to its result without t
   assert.equal([resumed.bestEpoch, resumed.stoppedEarly, resumed.history.length], [done.bestEpoch, true, done.history.length]);
 });
 
+test('saving and resuming leak no tensors', async () => {
+  const slot = await slotIn(await tempDir());
+  const model = net();
+  const optimizer = createOptimizer('adam');
+  const run = (epochs: number, stopAfter = Infinity) => {
+    let checks = 0;
+    return fit({ ...options(model, 'adam', { epochs, checkpoint: slot, shouldStop: () => ++checks > stopAfter }), optimizer });
+  };
+  await run(2, batches + 3);
+  await run(2);
+  const steady = tf.memory().numTensors;
+  await run(4, 2 * (batches + 1) + 2);
+  await run(4);
+  assert.is(tf.memory().numTensors, steady, 'tensors grew with checkpoints saved and resumed');
+  model.dispose();
+});
+
 test('a checkpoint of another model is rejected, saying why, and training starts over', async () => {
   const slot = await slotIn(await tempDir());
   const other = tf.sequential({ layers: [tf.layers.dense({ inputShape: [64], units: 10 })] });
