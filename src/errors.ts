@@ -42,3 +42,30 @@ export class StageError extends PipelineError {
     this.name = 'StageError';
   }
 }
+
+/**
+ * Training produced a loss that is not a finite number. Thrown by the training loop, which does not
+ * know the stage's name: the engine adds it (and drops the stage's checkpoints, which would only
+ * diverge again).
+ */
+export class DivergenceError extends PipelineError {
+  constructor(message: string) {
+    super('E_DIVERGED', message, EXIT_STAGE_FAILED);
+    this.name = 'DivergenceError';
+  }
+}
+
+/**
+ * The artifact store cannot be written: its disk is full (exit 1, nothing the pipeline file can
+ * fix) or the folder is unwritable, read-only or not a folder (exit 2, fix --store).
+ */
+export class StorageError extends PipelineError {
+  constructor(
+    message: string,
+    readonly errno: string,
+    options?: { cause?: unknown },
+  ) {
+    super('E_STORAGE', message, errno === 'ENOSPC' || errno === 'EDQUOT' ? EXIT_STAGE_FAILED : EXIT_BAD_INPUT, options);
+    this.name = 'StorageError';
+  }
+}

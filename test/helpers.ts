@@ -1,9 +1,11 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TerminalReporter } from '../src/report/terminal.js';
+import type { TrainingObserver } from '../src/train/progress.js';
 
 export const ROOT = new URL('../..', import.meta.url).pathname;
 export const BIN = join(ROOT, 'bin', 'pipeline.js');
@@ -40,6 +42,46 @@ export function cli(args: string[], options: { cwd?: string; env?: Record<string
   });
 }
 
+export interface RunningCli {
+  child: ChildProcess;
+  /** stdout and stderr so far, interleaved as they came. */
+  output(): string;
+  /** Resolves once the output matches (rejects if the process ends first). */
+  waitFor(pattern: RegExp): Promise<void>;
+  /** Resolves when the process has ended. */
+  ended: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts the real `pipeline` command without waiting for it: to stop or kill it at some point. */
+export function startCli(args: string[], env: Record<string, string> = {}): RunningCli {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+  let output = '';
+  const watchers: { pattern: RegExp; resolve: () => void }[] = [];
+  const onData = (d: Buffer) => {
+    output += d;
+    for (const w of watchers.filter((w) => w.pattern.test(output))) {
+      watchers.splice(watchers.indexOf(w), 1);
+      w.resolve();
+    }
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    output: () => output,
+    waitFor: (pattern) =>
+      new Promise<void>((resolve, reject) => {
+        if (pattern.test(output)) return resolve();
+        watchers.push({ pattern, resolve });
+        void ended.then(() => reject(new Error(`the command ended before printing ${pattern}:\n${output}`)));
+      }),
+    ended,
+  };
+}
+
 /** Serves a folder on loopback, as a static file server in front of a browser app would. */
 export async function serveFolder(dir: string): Promise<{ url: string; server: Server }> {
   const server = createServer(async (req, res) => {
@@ -66,4 +108,36 @@ export async function rejects(fn: () => Promise<unknown>, pattern: string | RegE
     return err as Error;
   }
   throw new Error(`resolved; expected a rejection with ${pattern}`);
+}
+
+/**
+ * A quiet reporter that keeps the warnings and info lines it gets and, like a Ctrl-C, raises `stop`
+ * once stage `stopAt.stage` has ended `stopAt.epochs` epochs, counted across its training loops
+ * (distill: the baseline's, then the student's). Pass `stopRequested: () => reporter.stop`.
+ */
+export class RecordingReporter extends TerminalReporter {
+  readonly warnings: string[] = [];
+  readonly infos: string[] = [];
+  stop = false;
+  private ended = 0;
+
+  constructor(private readonly stopAt?: { stage: string; epochs: number }) {
+    super({ quiet: true });
+  }
+
+  override warning(message: string): void {
+    this.warnings.push(message);
+  }
+
+  override observerFor(stage = ''): TrainingObserver {
+    const base = super.observerFor();
+    return {
+      ...base,
+      epochEnd: (logs, epochs, note) => {
+        base.epochEnd(logs, epochs, note);
+        if (this.stopAt?.stage === stage && ++this.ended >= this.stopAt.epochs) this.stop = true;
+      },
+      info: (message) => void this.infos.push(`${stage}: ${message}`),
+    };
+  }
 }

@@ -3,7 +3,7 @@ import { InputError, PipelineError } from '../errors.js';
 import { sameOutput, type RunRecord } from './manifest.js';
 import type { Release } from './locks.js';
 import type { S3Remote, TransferCount } from './s3-remote.js';
-import type { ArtifactStore, LocalArtifactStore, PublishOptions, StoreInventory, StoredVersion, VersionWriter } from './store.js';
+import type { ArtifactStore, CheckpointArea, LocalArtifactStore, PublishOptions, StoreInventory, StoredVersion, VersionWriter } from './store.js';
 
 // A remote store with a local store as its cache in front; the engine talks to one ArtifactStore.
 // Lookups try the local store, then the remote. A remote version's files come down only when
@@ -61,6 +61,11 @@ export class CachedArtifactStore implements ArtifactStore {
 
   lockStage(pipeline: string, stage: string, fingerprint: string, holder: string, onWait?: (owner: string) => void): Promise<Release> {
     return this.local.lockStage(pipeline, stage, fingerprint, holder, onWait);
+  }
+
+  /** Checkpoints stay on this machine: a resumed run resumes where it was interrupted. */
+  checkpoints(pipeline: string, stage: string, fingerprint: string): CheckpointArea {
+    return this.local.checkpoints(pipeline, stage, fingerprint);
   }
 
   writeSweep(pipeline: string, id: string, summary: unknown): Promise<string> {

@@ -42,6 +42,8 @@ export interface ManifestDraft {
   runId: string;
   /** Headline metrics (e.g. test accuracy), also in metrics.json. */
   metrics: Record<string, unknown>;
+  /** Set when training resumed from an interrupted run's checkpoints: the epoch each loop resumed from. */
+  resumedFromEpoch?: Record<string, number>;
 }
 
 export interface Manifest extends ManifestDraft {
@@ -86,6 +88,8 @@ export interface StageRunRecord {
   reason?: string;
   /** Where the kind's publish step put the version outside the store (export: the serving folder). */
   published?: string;
+  /** The epoch each training loop of the stage resumed from, when an interrupted run left checkpoints. */
+  resumedFromEpoch?: Record<string, number>;
 }
 
 export interface RunRecord {

@@ -1,9 +1,9 @@
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join, relative, sep } from 'node:path';
-import { InputError, IntegrityError, PipelineError } from '../errors.js';
+import { dirname, join, relative, sep } from 'node:path';
+import { InputError, IntegrityError, PipelineError, StorageError } from '../errors.js';
 import { diskUsage, exists, fsyncDir, listFilesRecursive, writeFileAtomic, writeFileSynced } from '../util/fs.js';
-import { sha256File } from '../util/hash.js';
+import { sha256, sha256File } from '../util/hash.js';
 import { acquireLock, describeOwner, processAlive, sweepLocks, type Release } from './locks.js';
 import { MANIFEST_FILE, serializeManifest, type Manifest, type ManifestDraft, type RunRecord } from './manifest.js';
 
@@ -12,6 +12,9 @@ import { MANIFEST_FILE, serializeManifest, type Manifest, type ManifestDraft, ty
 //   <root>/<pipeline>/<stage>/v<N>/          one published stage output, manifest.json written last
 //   <root>/<pipeline>/<stage>/.tmp/v-<host>-<pid>-<random>/ a version being written (never read;
 //                                            removed by the next publish once its process is gone)
+//   <root>/<pipeline>/<stage>/.checkpoints/<fingerprint>/<loop>.ckpt
+//                                            the last epoch of an unfinished run of the stage's exact
+//                                            config, resumed by the next run; deleted once published
 //   <root>/<pipeline>/runs/<run-id>.json     one record per `pipeline run`
 //   <root>/<pipeline>/runs/<run-id>.html     its report (self-contained: charts, metrics, lineage)
 //   <root>/<pipeline>/sweeps/<sweep-id>.json one leaderboard per `pipeline sweep`
@@ -23,6 +26,8 @@ import { MANIFEST_FILE, serializeManifest, type Manifest, type ManifestDraft, ty
 // SIGKILL at any point leaves either no v<N> or a complete one. Runs share the store: version
 // numbers are taken by that rename (it fails on an existing v<N>, and the next number is tried),
 // and no two runs compute the same (stage, fingerprint) at once.
+// A checkpoint file is replaced the same way (temp file, fsync, rename), and carries its own
+// sha256, so a torn or edited one is noticed on load rather than resumed from.
 
 const VERSION_DIR = /^v([1-9][0-9]*)$/;
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -32,7 +37,11 @@ const TMP_DIR = '.tmp';
 const LOCKS_DIR = '.locks';
 /** A version being written: v-<host>-<pid>-<mkdtemp's 6 characters>. */
 const VERSION_TMP = /^v-(.+)-(\d+)-[A-Za-z0-9]{6}$/;
-/** What writeFileAtomic names its temporary files (util/fs.ts). */
+const CHECKPOINTS_DIR = '.checkpoints';
+const CHECKPOINT_FILE = /^([A-Za-z0-9][A-Za-z0-9_-]*)\.ckpt$/;
+const CHECKPOINT_MAGIC = 'tfjs-pipeline checkpoint 1\n';
+const FINGERPRINT = /^[0-9a-f]{64}$/;
+/** What writeFileAtomic (util/fs.ts) and checkpoint writes name their temporary files. */
 const ATOMIC_TMP = /\.tmp-(\d+)-\d+$/;
 
 export interface StoredVersion {
@@ -56,6 +65,31 @@ export interface PublishOptions {
   duplicate?: boolean;
   /** The new version's number, given the numbers taken (default: one more than the newest). */
   chooseVersion?: (taken: number[]) => number | Promise<number>;
+}
+
+/** A training loop's state after an epoch: what the next run of the same stage config resumes from. */
+export interface Checkpoint {
+  /** The epoch it was taken after, and the loop's total. */
+  epoch: number;
+  epochs: number;
+  /** The loop's own state as JSON (history, counters, tensor layout); opaque to the store. */
+  meta: Record<string, unknown>;
+  /** The tensor bytes `meta` describes; opaque to the store. */
+  data: Uint8Array;
+}
+
+/** The checkpoints of one stage config (stage + fingerprint), one per training loop of the stage. */
+export interface CheckpointArea {
+  /** The folder, for messages. */
+  readonly dir: string;
+  /** Where the checkpoint `name` is (or would be), for messages. */
+  path(name: string): string;
+  /** The checkpoint, checked against its sha256; IntegrityError when it is torn or was edited. */
+  read(name: string): Promise<Checkpoint | undefined>;
+  /** Replaces the checkpoint atomically: a crash leaves the previous one or the new one, whole. */
+  write(name: string, checkpoint: Checkpoint): Promise<void>;
+  /** Removes every checkpoint of this stage config (after publishing, or to start over). */
+  clear(): Promise<void>;
 }
 
 export interface ArtifactStore {
@@ -106,13 +140,28 @@ export interface ArtifactStore {
   listPipelines(): Promise<string[]>;
   /** A pipeline's versions and the leftovers of crashed writes, with their bytes on disk (for gc). */
   inventory(pipeline: string): Promise<StoreInventory>;
-  /** Deletes one version or leftover that inventory() listed; the caller holds lock(pipeline). */
+  /** Deletes one version, leftover or checkpoint folder that inventory() listed; the caller holds the pipeline's lock. */
   discard(path: string): Promise<void>;
+  /** The checkpoints of one stage config; kept until its version is published. */
+  checkpoints(pipeline: string, stage: string, fingerprint: string): CheckpointArea;
 }
 
 export interface StoreInventory {
   versions: (StoredVersion & { bytes: number })[];
   leftovers: { path: string; bytes: number }[];
+  checkpoints: StoredCheckpoints[];
+}
+
+/** One stage config's checkpoint folder, as gc sees it. */
+export interface StoredCheckpoints {
+  stage: string;
+  fingerprint: string;
+  path: string;
+  bytes: number;
+  /** When its newest checkpoint was written (ms since the epoch). */
+  modifiedMs: number;
+  /** Each loop's checkpoint; `problem` when it cannot be resumed from (torn, edited). */
+  loops: { name: string; epoch?: number; epochs?: number; problem?: string }[];
 }
 
 /** Whether a name read from a listing (a remote's) is one assertSafeName lets the store write. */
@@ -293,8 +342,10 @@ export class LocalArtifactStore implements ArtifactStore {
   async publish(pipeline: string, stage: string, write: VersionWriter, options: PublishOptions = {}): Promise<StoredVersion> {
     const stageDir = this.stageDir(pipeline, stage);
     const tmpRoot = join(stageDir, TMP_DIR);
-    await this.removeDeadWrites(tmpRoot);
-    const tmp = await makeTempDir(tmpRoot, `v-${hostLabel()}-${process.pid}-`);
+    const tmp = await this.writing(tmpRoot, async () => {
+      await this.removeDeadWrites(tmpRoot);
+      return makeTempDir(tmpRoot, `v-${hostLabel()}-${process.pid}-`);
+    });
     try {
       const draft = await write(tmp);
       const files: Manifest['files'] = {};
@@ -328,8 +379,12 @@ export class LocalArtifactStore implements ArtifactStore {
           continue;
         }
         await fsyncDir(stageDir);
+        await faultPoint('after-publish');
         return { pipeline, stage, version, dir, manifest };
       }
+    } catch (err) {
+      // The stage writes its files itself, so a full disk surfaces here from any of its writes.
+      throw await this.storageError(err, tmp);
     } finally {
       await rm(tmp, { recursive: true, force: true });
       // Empty once no other process writes here; it is made again by the next writer.
@@ -355,6 +410,62 @@ export class LocalArtifactStore implements ArtifactStore {
     }
   }
 
+  /** Runs a write, turning a full disk or an unwritable store into a StorageError that says what to do. */
+  private async writing<T>(path: string, write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (err) {
+      throw await this.storageError(err, path);
+    }
+  }
+
+  /** `err` as a StorageError when the store's disk or folder is at fault; any other error unchanged. */
+  private async storageError(err: unknown, path: string): Promise<unknown> {
+    if (err instanceof PipelineError) return err;
+    const code = (err as NodeJS.ErrnoException)?.code;
+    const root = this.describe(this.root);
+    const where = this.describe((err as NodeJS.ErrnoException)?.path ?? path);
+    switch (code) {
+      case 'ENOSPC':
+      case 'EDQUOT':
+        return new StorageError(
+          `no space left on the disk of the artifact store ${root} (${code} writing ${where}): free space there ` +
+            '(`pipeline gc` removes versions no longer needed) or pass --store with a folder on another disk, then run ' +
+            'the same command again; the versions already stored are intact and nothing unfinished was published',
+          code,
+          { cause: err },
+        );
+      case 'EROFS':
+        return new StorageError(
+          `the artifact store ${root} is on a read-only file system (EROFS writing ${where}): pass --store with a ` +
+            'writable folder; nothing in it was changed',
+          code,
+          { cause: err },
+        );
+      case 'EACCES':
+      case 'EPERM':
+        return new StorageError(
+          `no permission to write ${where} in the artifact store ${root} (${code}): make the folder writable for this ` +
+            'user or pass --store with a writable folder; nothing in it was changed',
+          code,
+          { cause: err },
+        );
+      case 'ENOTDIR':
+      case 'EEXIST': {
+        const blocker = await firstNonFolder((err as NodeJS.ErrnoException).path ?? path);
+        if (!blocker) return err;
+        return new StorageError(
+          `the artifact store ${root} cannot be used: ${this.describe(blocker)} is a file, not a folder (${code} ` +
+            `writing ${where}): pass --store with a folder, or move that file away`,
+          code,
+          { cause: err },
+        );
+      }
+      default:
+        return err;
+    }
+  }
+
   async listPipelines(): Promise<string[]> {
     let entries;
     try {
@@ -370,7 +481,7 @@ export class LocalArtifactStore implements ArtifactStore {
 
   async inventory(pipeline: string): Promise<StoreInventory> {
     assertSafeName('pipeline', pipeline);
-    const found: StoreInventory = { versions: [], leftovers: [] };
+    const found: StoreInventory = { versions: [], leftovers: [], checkpoints: [] };
     let entries;
     try {
       entries = await readdir(join(this.root, pipeline), { withFileTypes: true });
@@ -390,21 +501,56 @@ export class LocalArtifactStore implements ArtifactStore {
       } else if (SAFE_NAME.test(entry.name) && entry.name !== SWEEPS_DIR) {
         for (const v of await this.listVersions(pipeline, entry.name)) found.versions.push({ ...v, bytes: await diskUsage(v.dir) });
         if (await exists(join(dir, TMP_DIR))) found.leftovers.push({ path: join(dir, TMP_DIR), bytes: await diskUsage(join(dir, TMP_DIR)) });
+        await this.inventoryCheckpoints(pipeline, entry.name, found);
       }
     }
     return found;
   }
 
+  private async inventoryCheckpoints(pipeline: string, stage: string, found: StoreInventory): Promise<void> {
+    const root = join(this.stageDir(pipeline, stage), CHECKPOINTS_DIR);
+    const fingerprints = (await readdir(root).catch(() => [] as string[])).filter((n) => FINGERPRINT.test(n));
+    for (const fingerprint of fingerprints) {
+      const area = this.checkpoints(pipeline, stage, fingerprint);
+      const names = await readdir(area.dir);
+      let modifiedMs = 0;
+      const loops: StoredCheckpoints['loops'] = [];
+      for (const file of names) {
+        const match = CHECKPOINT_FILE.exec(file);
+        if (ATOMIC_TMP.test(file) && !processAlive(Number(ATOMIC_TMP.exec(file)![1]))) {
+          found.leftovers.push({ path: join(area.dir, file), bytes: await diskUsage(join(area.dir, file)) });
+        }
+        if (!match) continue;
+        modifiedMs = Math.max(modifiedMs, (await stat(join(area.dir, file))).mtimeMs);
+        try {
+          const checkpoint = await area.read(match[1]);
+          if (checkpoint) loops.push({ name: match[1], epoch: checkpoint.epoch, epochs: checkpoint.epochs });
+        } catch (err) {
+          loops.push({ name: match[1], problem: (err as Error).message });
+        }
+      }
+      found.checkpoints.push({ stage, fingerprint, path: area.dir, bytes: await diskUsage(area.dir), modifiedMs, loops });
+    }
+  }
+
   async discard(path: string): Promise<void> {
     const parts = relative(this.root, path).split(sep);
-    const [pipeline, folder, leaf] = parts;
+    const [pipeline, folder, leaf, fingerprint, file] = parts;
     // Only the shapes inventory() lists, so a wrong path can never delete anything else.
-    const isVersion = VERSION_DIR.test(leaf ?? '');
+    const isVersion = parts.length === 3 && VERSION_DIR.test(leaf ?? '');
+    const inStage = SAFE_NAME.test(pipeline ?? '') && SAFE_NAME.test(folder ?? '') && folder !== RUNS_DIR;
+    const isCheckpoints = inStage && leaf === CHECKPOINTS_DIR && FINGERPRINT.test(fingerprint ?? '');
     const allowed =
-      parts.length === 3 &&
-      SAFE_NAME.test(pipeline) &&
-      (folder === RUNS_DIR ? ATOMIC_TMP.test(leaf) : SAFE_NAME.test(folder) && (isVersion || leaf === TMP_DIR));
-    if (!allowed) throw new PipelineError('E_INTERNAL', `refusing to discard ${path}: not a version or leftover in ${this.root}`, 1);
+      (parts.length === 3 &&
+        SAFE_NAME.test(pipeline) &&
+        (folder === RUNS_DIR ? ATOMIC_TMP.test(leaf) : inStage && (isVersion || leaf === TMP_DIR))) ||
+      (parts.length === 4 && isCheckpoints) ||
+      (parts.length === 5 && isCheckpoints && ATOMIC_TMP.test(file));
+    if (!allowed) throw new PipelineError('E_INTERNAL', `refusing to discard ${path}: not a version, leftover or checkpoint in ${this.root}`, 1);
+    if (parts.length === 4) {
+      await this.checkpoints(pipeline, folder, fingerprint).clear();
+      return;
+    }
     if (!isVersion) {
       await rm(path, { recursive: true, force: true });
       return;
@@ -419,6 +565,64 @@ export class LocalArtifactStore implements ArtifactStore {
     await rmdir(join(stageDir, TMP_DIR)).catch(() => undefined);
   }
 
+  checkpoints(pipeline: string, stage: string, fingerprint: string): CheckpointArea {
+    if (!FINGERPRINT.test(fingerprint)) throw new PipelineError('E_INTERNAL', `not a stage fingerprint: "${fingerprint}"`, 1);
+    const root = join(this.stageDir(pipeline, stage), CHECKPOINTS_DIR);
+    const dir = join(root, fingerprint);
+    const pathOf = (name: string) => {
+      if (!CHECKPOINT_FILE.test(`${name}.ckpt`)) throw new PipelineError('E_INTERNAL', `not a checkpoint name: "${name}"`, 1);
+      return join(dir, `${name}.ckpt`);
+    };
+    return {
+      dir,
+      path: pathOf,
+      read: async (name) => {
+        const path = pathOf(name);
+        let bytes: Buffer;
+        try {
+          bytes = await readFile(path);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+          throw new IntegrityError(`checkpoint ${this.describe(path)} cannot be read: ${(err as Error).message}`);
+        }
+        return decodeCheckpoint(bytes, this.describe(path));
+      },
+      write: async (name, checkpoint) => {
+        const path = pathOf(name);
+        const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+        const bytes = encodeCheckpoint(checkpoint);
+        await this.writing(tmp, async () => {
+          try {
+            await mkdir(dir, { recursive: true });
+            const handle = await open(tmp, 'w');
+            try {
+              // In two halves, so the crash tests can stop the process with half a checkpoint on disk.
+              const half = Math.floor(bytes.length / 2);
+              await writeAll(handle, bytes.subarray(0, half));
+              await faultPoint('checkpoint-write');
+              await writeAll(handle, bytes.subarray(half));
+              await handle.sync();
+            } finally {
+              await handle.close();
+            }
+            await rename(tmp, path);
+            await fsyncDir(dir);
+          } catch (err) {
+            // A full disk leaves a partial temp file; removing it gives the space back.
+            await rm(tmp, { force: true });
+            throw err;
+          }
+        });
+        await faultPoint('after-checkpoint');
+      },
+      clear: async () => {
+        await rm(dir, { recursive: true, force: true });
+        // The stage's .checkpoints folder goes with its last config.
+        await rmdir(root).catch(() => undefined);
+      },
+    };
+  }
+
   private runsDir(pipeline: string): string {
     assertSafeName('pipeline', pipeline);
     return join(this.root, pipeline, RUNS_DIR);
@@ -426,8 +630,10 @@ export class LocalArtifactStore implements ArtifactStore {
 
   async writeRun(record: RunRecord): Promise<string> {
     const path = join(this.runsDir(record.pipeline), `${record.id}.json`);
-    await mkdir(this.runsDir(record.pipeline), { recursive: true });
-    await writeFileAtomic(path, `${JSON.stringify(record, null, 2)}\n`);
+    await this.writing(path, async () => {
+      await mkdir(this.runsDir(record.pipeline), { recursive: true });
+      await writeFileAtomic(path, `${JSON.stringify(record, null, 2)}\n`);
+    });
     return path;
   }
 
@@ -483,6 +689,64 @@ function hostLabel(): string {
   return hostname().replace(/[^A-Za-z0-9.-]/g, '_') || 'host';
 }
 
+// A checkpoint file: a magic line, a JSON line with the body's length and sha256, then the body
+// (the meta JSON followed by the tensor bytes). One file, so one rename replaces it whole.
+
+function encodeCheckpoint(checkpoint: Checkpoint): Buffer {
+  const meta = Buffer.from(JSON.stringify({ epoch: checkpoint.epoch, epochs: checkpoint.epochs, meta: checkpoint.meta }));
+  const body = Buffer.concat([meta, checkpoint.data]);
+  const header = JSON.stringify({ bytes: body.length, metaBytes: meta.length, sha256: sha256(body) });
+  return Buffer.concat([Buffer.from(`${CHECKPOINT_MAGIC}${header}\n`), body]);
+}
+
+function decodeCheckpoint(bytes: Buffer, where: string): Checkpoint {
+  const fail = (why: string): never => {
+    throw new IntegrityError(`checkpoint ${where} cannot be resumed from: ${why}`);
+  };
+  if (!bytes.subarray(0, CHECKPOINT_MAGIC.length).equals(Buffer.from(CHECKPOINT_MAGIC))) fail('not a tfjs-pipeline checkpoint');
+  const headerEnd = bytes.indexOf(0x0a, CHECKPOINT_MAGIC.length);
+  if (headerEnd < 0) fail('its header is cut short');
+  let header: { bytes?: unknown; metaBytes?: unknown; sha256?: unknown } = {};
+  try {
+    header = JSON.parse(bytes.subarray(CHECKPOINT_MAGIC.length, headerEnd).toString('utf8'));
+  } catch {
+    fail('its header is not JSON');
+  }
+  const body = bytes.subarray(headerEnd + 1);
+  if (header.bytes !== body.length) fail(`it holds ${body.length} bytes where its header says ${String(header.bytes)} (a torn write)`);
+  if (header.sha256 !== sha256(body)) fail('its sha256 does not match its contents (changed after it was written)');
+  const metaBytes = Number(header.metaBytes);
+  const parsed = JSON.parse(body.subarray(0, metaBytes).toString('utf8')) as Pick<Checkpoint, 'epoch' | 'epochs' | 'meta'>;
+  return { epoch: parsed.epoch, epochs: parsed.epochs, meta: parsed.meta, data: new Uint8Array(body.subarray(metaBytes)) };
+}
+
+/** write() may write less than asked (a nearly full disk does): what is left is written until done or an error. */
+async function writeAll(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    done += (await handle.write(bytes, done, bytes.length - done)).bytesWritten;
+  }
+}
+
+/** The first of `path` and its parent folders, from the top down, that exists and is not a folder. */
+async function firstNonFolder(path: string): Promise<string | undefined> {
+  const chain: string[] = [];
+  for (let p = path; p !== dirname(p); p = dirname(p)) chain.unshift(p);
+  for (const p of chain) {
+    try {
+      if (!(await stat(p)).isDirectory()) return p;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+interface LockOwner {
+  pid: number;
+  host: string;
+  startedAt: string;
+}
+
 /** mkdtemp under `root`, made first; another writer's cleanup may remove `root` in between. */
 async function makeTempDir(root: string, prefix: string): Promise<string> {
   for (let attempt = 1; ; attempt++) {
@@ -496,12 +760,21 @@ async function makeTempDir(root: string, prefix: string): Promise<string> {
 }
 
 /**
- * Fault injection for the crash tests: with TFJS_PIPELINE_FAULT=<point>, the process announces the
- * point on stderr and waits there, so a test can SIGKILL it at exactly that moment.
+ * Fault injection for the crash tests (test-only, documented here): with TFJS_PIPELINE_FAULT=<point>,
+ * the process announces the point on stderr and waits there, so a test can SIGKILL it at exactly
+ * that moment. Points: checkpoint-write (half a checkpoint file written), after-checkpoint,
+ * before-publish (a version complete in .tmp), after-publish (renamed into place, its checkpoints
+ * not yet deleted).
  */
+const faultHits = new Map<string, number>();
 export async function faultPoint(point: string): Promise<void> {
-  if (process.env.TFJS_PIPELINE_FAULT !== point) return;
-  process.stderr.write(`fault point reached: ${point}\n`);
+  // <point> stops at its first pass, <point>:<n> at its n-th (the n-th checkpoint written, say).
+  const [wanted, nth] = (process.env.TFJS_PIPELINE_FAULT ?? '').split(':');
+  if (wanted !== point) return;
+  const hits = (faultHits.get(point) ?? 0) + 1;
+  faultHits.set(point, hits);
+  if (hits !== Number(nth ?? 1)) return;
+  process.stderr.write(`fault point reached: ${point}${nth ? `:${nth}` : ''}\n`);
   // A pending promise alone would let Node exit; the interval keeps the process waiting to be killed.
   await new Promise(() => setInterval(() => {}, 60_000));
 }

@@ -27,14 +27,17 @@ const print = (text = '') => process.stdout.write(`${text}\n`);
 export type LogFormat = 'text' | 'json';
 
 export async function runCommand(
-  args: FileArgs & { backend?: BackendChoice; force: boolean; only?: string[]; sweepId?: string; quiet: boolean; logFormat: LogFormat },
+  args: FileArgs & { backend?: BackendChoice; force: boolean; resume: boolean; only?: string[]; sweepId?: string; quiet: boolean; logFormat: LogFormat },
 ): Promise<number> {
   const pipeline = await loadPipeline(args.file, args.set);
   let stops = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     stops++;
     if (stops > 1) process.exit(130);
-    process.stderr.write(`\n${signal}: stopping after the current batch (again to abort at once); nothing unfinished is published\n`);
+    process.stderr.write(
+      `\n${signal}: stopping after the current batch (again to abort at once); nothing unfinished is published, ` +
+        'the last epoch checkpoint is kept for the next run to resume from\n',
+    );
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -43,6 +46,7 @@ export async function runCommand(
     force: args.force,
     only: args.only,
     sweep: args.sweepId,
+    resume: args.resume,
     backend: args.backend,
     reporter: args.logFormat === 'json' ? new JsonLinesReporter() : new TerminalReporter({ quiet: args.quiet }),
     stopRequested: () => stops > 0,

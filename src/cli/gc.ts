@@ -50,6 +50,7 @@ export async function gcCommand(args: GcArgs): Promise<number> {
     for (const item of result.removed) print(`  ${verb} ${label(store, item)}  ${formatBytes(item.bytes)}`);
     const kept = result.kept.map((k) => `${k.stage}@v${k.version}${k.why === 'pinned' ? ' (newest successful run)' : ''}`);
     print(`  kept ${kept.length ? kept.join(', ') : 'no versions'}`);
+    for (const item of result.keptCheckpoints) print(`  kept ${label(store, item)}`);
     freed += result.removed.reduce((n, i) => n + i.bytes, 0);
     count += result.removed.length;
   }
@@ -58,6 +59,7 @@ export async function gcCommand(args: GcArgs): Promise<number> {
 }
 
 function label(store: LocalArtifactStore, item: GcItem): string {
+  if (item.checkpoint) return `checkpoint of ${item.stage} [${item.checkpoint.fingerprint.slice(0, 12)}], ${item.checkpoint.why}`;
   return item.stage === undefined ? `${store.describe(item.path)} (left by a crashed write)` : `${item.stage}@v${item.version}`;
 }
 

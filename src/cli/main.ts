@@ -77,6 +77,11 @@ export async function main(argv: string[]): Promise<void> {
             describe: 'run only this stage (repeatable); the stages it reads must be in the store already',
           })
           .option('sweep-id', { type: 'string', describe: 'record the run as one of this sweep (set by `pipeline sweep`)', hidden: true })
+          .option('resume', {
+            type: 'boolean',
+            default: true,
+            describe: 'continue a stage an interrupted run left from its last epoch checkpoint (--no-resume: start it over)',
+          })
           .option('quiet', { type: 'boolean', default: false, describe: 'print only errors' })
           .option('log-format', {
             choices: ['text', 'json'] as const,

@@ -263,10 +263,37 @@ export class MagnitudePruner {
     return rows;
   }
 
+  /** The masks (of the kernels masked so far, in target order) and the updates, for a checkpoint. */
+  saveState(): { tensors: tf.Tensor[]; json: PrunerState } {
+    const masked = this.pruned.filter((t) => this.masks.has(t.weight));
+    return {
+      tensors: masked.map((t) => this.masks.get(t.weight)!),
+      json: { masked: masked.map((t) => t.weight.originalName), updates: this.updates },
+    };
+  }
+
+  /** Takes over saveState()'s masks (copies: the caller keeps its tensors) and updates, replacing its own. */
+  restoreState(state: { tensors: tf.Tensor[]; json: unknown }): void {
+    const { masked, updates } = state.json as PrunerState;
+    this.dispose();
+    masked.forEach((name, i) => {
+      const target = this.pruned.find((t) => t.weight.originalName === name);
+      if (!target) throw new Error(`internal: the checkpoint masks "${name}", which this pruner does not prune`);
+      this.masks.set(target.weight, tf.clone(state.tensors[i]));
+    });
+    this.updates.splice(0, this.updates.length, ...updates);
+  }
+
   dispose(): void {
     tf.dispose([...this.masks.values()]);
     this.masks.clear();
   }
+}
+
+interface PrunerState {
+  /** Kernels by their weight names (layer/kernel), which the stage's named or rebuilt layers keep. */
+  masked: string[];
+  updates: { step: number; sparsity: number }[];
 }
 
 /** Exact zeros in a tensor, read with data(): dataSync throws on webgpu in Node. */

@@ -7,7 +7,7 @@ import type { ArtifactStore, StoredVersion } from '../artifacts/store.js';
 import { selectBackend, type BackendChoice, type BackendSelection } from '../backend/select.js';
 import { hashDataSource, loadDataset } from '../data/load.js';
 import type { LoadedDataset } from '../data/types.js';
-import { InputError, PipelineError, StageError } from '../errors.js';
+import { DivergenceError, InputError, PipelineError, StageError } from '../errors.js';
 import type { Pipeline, ResolvedStage } from '../spec/pipeline.js';
 import { sha256File } from '../util/hash.js';
 import { didYouMeanSuffix } from '../util/suggest.js';
@@ -16,6 +16,7 @@ import { loadModelOutput } from '../stages/model-output.js';
 import type { StageContext, StageInput } from '../stages/types.js';
 import { withSeededMathRandom } from '../random.js';
 import { TFJS_VERSION, TOOL_VERSION } from '../version.js';
+import { StageCheckpoints, type SavedEpoch } from './checkpoints.js';
 import { explainDifference, fingerprintStage, type Fingerprint } from './fingerprint.js';
 import type { RunReporter } from './reporter.js';
 
@@ -176,6 +177,8 @@ export interface RunOptions extends PlanOptions {
   stopRequested?: () => boolean;
   /** The sweep this run is one of (`pipeline sweep`), kept in the run record. */
   sweep?: string;
+  /** false (--no-resume): a stage that an interrupted run left checkpoints of trains from the start. */
+  resume?: boolean;
 }
 
 /** A run's id, sortable by time: 20261124T101500Z-3fa2c1. */
@@ -210,8 +213,9 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
     host: hostname(),
     pid: process.pid,
   };
-  let recordPath = await store.writeRun(record);
+  let recordPath: string | undefined;
   try {
+    recordPath = await store.writeRun(record);
     const plans = await planPipeline(pipeline, options);
     record.stages = plans.map((p) => ({ stage: p.stage, kind: p.kind, status: 'pending', fingerprint: p.fingerprint.fingerprint, reason: p.reason }));
     reporter.runStart(pipeline, plans);
@@ -225,6 +229,8 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
       const files = !readByAnother.has(plan.stage) || Boolean(pipeline.stages.get(plan.stage)!.kind.publish);
       const version = await store.materialize(cached, { files });
       published.set(plan.stage, version);
+      // Left by a run killed between publishing this version and deleting its checkpoints.
+      await store.checkpoints(pipeline.name, plan.stage, plan.fingerprint.fingerprint).clear();
       Object.assign(entry, { status: 'reused', version: version.version, metrics: version.manifest.metrics, reason: plan.reason });
       reporter.stageReused(plan, version);
       await publishOutside(pipeline, plan.stage, version, entry, options);
@@ -258,8 +264,14 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
         }
         const stageStarted = Date.now();
         reporter.stageStart(plan, index, plans.length);
+        const checkpoints = new StageCheckpoints(
+          store.checkpoints(pipeline.name, plan.stage, plan.fingerprint.fingerprint),
+          plan.stage,
+          (path) => store.describe(path),
+          (message) => reporter.warning(message),
+        );
         try {
-          const version = await runStage(pipeline, plan, { store, backend, published, datasets, options, runId: record.id });
+          const version = await runStage(pipeline, plan, { store, backend, published, datasets, options, runId: record.id, checkpoints });
           published.set(plan.stage, version);
           Object.assign(entry, {
             status: 'ran',
@@ -273,7 +285,13 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
           Object.assign(entry, { status: 'failed', durationMs: Date.now() - stageStarted, error: (err as Error).message });
           for (const rest of record.stages.slice(index + 1)) rest.status = 'skipped';
           reporter.stageFailed(plan, err as Error, Date.now() - stageStarted);
-          throw err instanceof PipelineError ? err : new StageError(plan.stage, `stage "${plan.stage}" failed: ${(err as Error).message}`, { cause: err });
+          // A diverging loop names no stage: it gets one like any error that is not the user's to fix.
+          throw err instanceof PipelineError && !(err instanceof DivergenceError)
+            ? err
+            : new StageError(plan.stage, `stage "${plan.stage}" failed: ${(err as Error).message}`, { cause: err });
+        } finally {
+          const resumed = checkpoints.resumed();
+          if (resumed) entry.resumedFromEpoch = resumed;
         }
       } finally {
         await unlock();
@@ -288,9 +306,15 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
   } finally {
     record.finishedAt = new Date().toISOString();
     record.durationMs = Date.now() - started;
-    recordPath = await store.writeRun(record);
-    const reportPath = await writeReport(store, record, reporter);
-    reporter.runEnd(record, store.describe(recordPath), reportPath && store.describe(reportPath));
+    try {
+      recordPath = await store.writeRun(record);
+    } catch (err) {
+      // On a full disk this fails too; the run's own error (thrown on) is what the user must see.
+      reporter.warning(`the record of run ${record.id} could not be written: ${(err as Error).message}`);
+      recordPath = undefined;
+    }
+    const reportPath = recordPath && (await writeReport(store, record, reporter));
+    reporter.runEnd(record, recordPath ? store.describe(recordPath) : '(not written)', reportPath ? store.describe(reportPath) : undefined);
     await release();
   }
 }
@@ -328,10 +352,13 @@ async function publishOutside(
 }
 
 export class InterruptedError extends PipelineError {
-  constructor(stage: string) {
+  constructor(stage: string, kept?: SavedEpoch) {
     super(
       'E_INTERRUPTED',
-      `interrupted during stage "${stage}": nothing of it was published; run the same command again to redo it`,
+      kept
+        ? `interrupted during stage "${stage}" after epoch ${kept.epoch}/${kept.epochs} (${kept.loop}): nothing of it was ` +
+            'published, its checkpoint is kept; run the same command again to resume from it (--no-resume starts over)'
+        : `interrupted during stage "${stage}": nothing of it was published; run the same command again to redo it`,
       130,
     );
   }
@@ -344,9 +371,29 @@ interface StageRunState {
   datasets: Map<string, Promise<LoadedDataset>>;
   options: RunOptions;
   runId: string;
+  checkpoints: StageCheckpoints;
 }
 
+/**
+ * Runs a stage into a new version. Its training loops checkpoint every epoch; the checkpoints stay
+ * when it is interrupted or fails (a rerun of the same config resumes from them) and go once the
+ * version is published, or when training diverged (a rerun would only diverge again).
+ */
 async function runStage(pipeline: Pipeline, plan: StagePlan, state: StageRunState): Promise<StoredVersion> {
+  const area = state.store.checkpoints(pipeline.name, plan.stage, plan.fingerprint.fingerprint);
+  if (state.options.resume === false) await area.clear();
+  let version: StoredVersion;
+  try {
+    version = await publishStage(pipeline, plan, state);
+  } catch (err) {
+    if (err instanceof DivergenceError) await area.clear();
+    throw err;
+  }
+  await area.clear();
+  return version;
+}
+
+async function publishStage(pipeline: Pipeline, plan: StagePlan, state: StageRunState): Promise<StoredVersion> {
   const stage = pipeline.stages.get(plan.stage)!;
   const stopRequested = state.options.stopRequested ?? (() => false);
   for (const dep of stage.deps) state.published.set(dep, await state.store.materialize(state.published.get(dep)!, { files: true }));
@@ -373,9 +420,10 @@ async function runStage(pipeline: Pipeline, plan: StagePlan, state: StageRunStat
       },
       observer: state.options.reporter.observerFor(plan.stage),
       shouldStop: stopRequested,
+      checkpoint: (name) => state.checkpoints.slot(name),
     };
     const result = await withSeededMathRandom(pipeline.seed, `stage:${plan.stage}`, () => stage.kind.run(ctx, stage.config));
-    if (stopRequested()) throw new InterruptedError(plan.stage);
+    if (stopRequested()) throw new InterruptedError(plan.stage, state.checkpoints.latest);
     await writeFile(join(outDir, 'metrics.json'), `${JSON.stringify(result.metrics, null, 2)}\n`);
     const finishedAt = new Date();
     const stages: Record<string, InputRef> = Object.fromEntries(
@@ -405,6 +453,7 @@ async function runStage(pipeline: Pipeline, plan: StagePlan, state: StageRunStat
       },
       runId: state.runId,
       metrics: result.headline,
+      ...(state.checkpoints.resumed() ? { resumedFromEpoch: state.checkpoints.resumed() } : {}),
     };
   }, { duplicate: Boolean(state.options.force) });
 }

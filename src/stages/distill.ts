@@ -163,7 +163,7 @@ async function runDistill(ctx: StageContext, o: DistillOptions): Promise<StageRe
         twin.setWeights(student.getWeights());
         baselineParameters = countParameters(twin);
         ctx.observer.info('baseline: the same student on hard labels alone, same budget and initial weights');
-        baseline = await trainStudent(ctx, o, dataset, twin, loss, studentIsProbabilities);
+        baseline = await trainStudent(ctx, o, dataset, twin, loss, studentIsProbabilities, 'baseline');
       } finally {
         twin.dispose();
       }
@@ -172,7 +172,7 @@ async function runDistill(ctx: StageContext, o: DistillOptions): Promise<StageRe
     // Ctrl-C: the engine publishes nothing of this stage, so there is nothing left worth doing.
     if (ctx.shouldStop()) return { metrics: {}, headline: {} };
     ctx.observer.info(`distilling from "${o.teacher}" (teacher test accuracy ${teacherTest.accuracy.toFixed(4)})`);
-    distilled = await trainStudent(ctx, o, dataset, student, loss, studentIsProbabilities, ({ output, labels, indices }) =>
+    distilled = await trainStudent(ctx, o, dataset, student, loss, studentIsProbabilities, 'student', ({ output, labels, indices }) =>
       distillationLoss(output, tf.gather(teacherLogits, indices) as tf.Tensor2D, labels, {
         temperature: o.temperature,
         alpha: o.alpha,
@@ -247,12 +247,14 @@ async function trainStudent(
   model: tf.LayersModel,
   loss: ResolvedLoss,
   isProbabilities: boolean,
+  checkpoint: string,
   batchLoss?: FitOptions['batchLoss'],
 ): Promise<TrainedStudent> {
   const started = Date.now();
   const result = await fit({
-    // One purpose for both runs: the baseline and the distilled student see the same batch order.
-    ...fitOptionsFor(ctx, o, dataset, model, loss, `distill:${ctx.stage}`),
+    // One purpose for both runs: the baseline and the distilled student see the same batch order
+    // (and the same dropout masks).
+    ...fitOptionsFor(ctx, o, dataset, model, loss, `distill:${ctx.stage}`, checkpoint),
     outputIsProbabilities: isProbabilities,
     batchLoss,
   });

@@ -1,6 +1,5 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import {
   countZeros,
   MagnitudePruner,
@@ -156,40 +155,23 @@ export const pruneStage: StageKind<PruneOptions> = {
         `(${stepsPerEpoch} steps an epoch)`,
     );
 
-    const hasValidation = dataset.validation.count > 0;
-    const monitor: Monitor = hasValidation ? o.monitor : (o.monitor.replace('val_', '') as Monitor);
-    const better = (a: number, b: number) => (monitor.endsWith('loss') ? a < b : a > b);
-    // The loop's own best-epoch restore could bring back an epoch from before the target sparsity,
-    // so only epochs that end with the masks final are candidates, kept here through its callbacks.
-    let best: { epoch: number; value: number; weights: tf.Tensor[] } | undefined;
-    let stepsDone = 0;
+    // The best epoch (restoreBestWeights) is chosen among those that end at the target sparsity: an
+    // earlier one would bring back weights the schedule had not pruned yet.
     const pruner = new MagnitudePruner(targets, schedule);
     try {
       pruner.afterStep(0);
       const result = await fit({
-        ...fitOptionsFor(ctx, { ...o, earlyStopping: false }, dataset, model, loss, `prune:${ctx.stage}`),
+        ...fitOptionsFor(ctx, { ...o, earlyStopping: false }, dataset, model, loss, `prune:${ctx.stage}`, 'fine-tuning'),
         outputIsProbabilities: isProbabilities,
-        restoreBestWeights: false,
+        bestFromStep: schedule.endStep,
         callbacks: {
-          afterStep(step) {
-            stepsDone = step;
-            pruner.afterStep(step);
-          },
-          afterEpoch(logs) {
-            if (!o.restoreBestWeights || stepsDone < schedule.endStep) return;
-            if (best && !better(logs[monitor], best.value)) return;
-            if (best) tf.dispose(best.weights);
-            best = { epoch: logs.epoch, value: logs[monitor], weights: model.getWeights().map((w) => tf.clone(w)) };
-          },
+          afterStep: (step) => pruner.afterStep(step),
+          state: { save: () => pruner.saveState(), restore: (state) => pruner.restoreState(state) },
         },
       });
       // Interrupted: the engine publishes nothing, so measuring and writing would be wasted.
       if (ctx.shouldStop()) return { metrics: {}, headline: {} };
       const lastEpoch = result.history.at(-1)?.epoch ?? 0;
-      if (best && best.epoch !== lastEpoch) {
-        model.setWeights(best.weights);
-        ctx.observer.info(`restored the weights of epoch ${best.epoch} (best ${monitor} ${best.value.toFixed(4)} at full sparsity)`);
-      }
       const layers = await pruner.table();
       const after = await test();
       await writeModelOutput(ctx.outDir, model, dataset, isProbabilities);
@@ -213,7 +195,7 @@ export const pruneStage: StageKind<PruneOptions> = {
           },
           size: { before: sizeBefore, after: sizeAfter, gzipRatio: sizeBefore.gzip / sizeAfter.gzip },
           schedule: { ...schedule, stepsPerEpoch, stepsRun: result.steps, updates: pruner.updates },
-          keptEpoch: best && best.epoch !== lastEpoch ? best.epoch : lastEpoch,
+          keptEpoch: o.restoreBestWeights && result.bestEpoch ? result.bestEpoch : lastEpoch,
           epochsRun: result.history.length,
           dataset: { name: dataset.name, train: dataset.train.count, validation: dataset.validation.count, test: dataset.test.count },
         },
@@ -226,7 +208,6 @@ export const pruneStage: StageKind<PruneOptions> = {
       };
     } finally {
       pruner.dispose();
-      if (best) tf.dispose(best.weights);
       model.dispose();
     }
   },

@@ -91,7 +91,10 @@ export interface LoopSettings {
   shuffle: boolean;
 }
 
-/** The training loop's options for a stage: its data, model and settings; callers override the rest. */
+/**
+ * The training loop's options for a stage: its data, model and settings; callers override the rest.
+ * `checkpoint` names the loop's checkpoint among the stage's (distill runs two loops).
+ */
 export function fitOptionsFor(
   ctx: StageContext,
   o: LoopSettings,
@@ -99,6 +102,7 @@ export function fitOptionsFor(
   model: tf.LayersModel,
   loss: ResolvedLoss,
   purpose: string,
+  checkpoint: string,
 ): FitOptions {
   const hasValidation = dataset.validation.count > 0;
   return {
@@ -122,6 +126,7 @@ export function fitOptionsFor(
     purpose,
     observer: ctx.observer,
     shouldStop: ctx.shouldStop,
+    checkpoint: ctx.checkpoint(checkpoint),
   };
 }
 
@@ -149,7 +154,9 @@ export const trainStage: StageKind<TrainOptions> = {
         `${dataset.validation.count} validation / ${dataset.test.count} test samples`,
     );
     const hasValidation = dataset.validation.count > 0;
-    const result = await fit(fitOptionsFor(ctx, o, dataset, model, loss, `train:${ctx.stage}`));
+    const result = await fit(fitOptionsFor(ctx, o, dataset, model, loss, `train:${ctx.stage}`, 'training'));
+    // Interrupted: the engine publishes nothing, so testing and writing would be wasted.
+    if (ctx.shouldStop()) return { metrics: {}, headline: {} };
     const test = await evaluateClassifier(model, dataset.test, dataset.featureShape, dataset.classes, loss, isProbabilities);
     await writeModelOutput(ctx.outDir, model, dataset, isProbabilities);
     await writeFile(join(ctx.outDir, 'history.json'), `${JSON.stringify(result.history, null, 2)}\n`);

@@ -2,6 +2,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { StoredVersion } from '../artifacts/store.js';
 import type { BackendSelection } from '../backend/select.js';
 import type { LoadedDataset } from '../data/types.js';
+import type { CheckpointSlot } from '../train/checkpoint.js';
 import type { TrainingObserver } from '../train/progress.js';
 
 // One interface for every stage kind (train, evaluate, distill, ...): each file under src/stages/
@@ -38,6 +39,11 @@ export interface StageContext {
   observer: TrainingObserver;
   /** True once the user asked to stop (Ctrl-C); long loops check it between batches. */
   shouldStop(): boolean;
+  /**
+   * Where a training loop of the stage keeps its epoch checkpoint (`name`: which loop, e.g. distill's
+   * "baseline" and "student"), resumed by the next run of the same stage config.
+   */
+  checkpoint(name: string): CheckpointSlot;
 }
 
 export interface StageResult {

@@ -1,4 +1,4 @@
-import { lstat, open, rename, mkdir, readdir, stat } from 'node:fs/promises';
+import { lstat, open, rename, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { dirname, join } from 'node:path';
 
@@ -26,8 +26,14 @@ export async function fsyncDir(path: string): Promise<void> {
 /** Writes to a temporary sibling and renames it into place: readers see the old or the new file, never half of one. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  await writeFileSynced(tmp, data);
-  await rename(tmp, path);
+  try {
+    await writeFileSynced(tmp, data);
+    await rename(tmp, path);
+  } catch (err) {
+    // On a full disk the partial temporary would hold on to the space that is missing.
+    await rm(tmp, { force: true });
+    throw err;
+  }
   await fsyncDir(dirname(path));
 }
 

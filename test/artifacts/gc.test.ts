@@ -7,7 +7,7 @@ import { LocalArtifactStore } from '../../src/artifacts/store.js';
 import { runPipeline } from '../../src/engine/run.js';
 import { TerminalReporter } from '../../src/report/terminal.js';
 import { loadPipeline } from '../../src/spec/pipeline.js';
-import { ROOT, cli, fixture, removeTempDirs, tempDir } from '../helpers.js';
+import { RecordingReporter, ROOT, cli, fixture, removeTempDirs, startCli, tempDir } from '../helpers.js';
 
 // `pipeline gc`: five versions of each stage, the newest successful run back on v1; --keep 2 must
 // remove v2 and v3 only (and crash leftovers), keep v4, v5 (newest) and v1 (in use), and leave a
@@ -91,6 +91,45 @@ test('the next run still works: reuses what was kept, rebuilds what was removed'
   assert.equal(newest.stages.map((s) => `${s.stage}@v${s.version}:${s.status}`), ['net@v5:reused', 'check@v5:reused']);
   const removed = await run(['net.epochs=2']);
   assert.equal(removed.stages.map((s) => `${s.stage}@v${s.version}:${s.status}`), ['net@v6:ran', 'check@v6:ran']);
+});
+
+const checkpointFolders = async () => readdir(join(storeDir, 'iris', 'net', '.checkpoints')).catch(() => [] as string[]);
+
+test('checkpoints: a running process\'s is untouched; a resumable one is kept and reported; stale ones go', async () => {
+  // A run training a new config, stopped (alive, holding the lock) right after its second checkpoint.
+  const live = startCli(['run', file, '--store', storeDir, '--set', 'net.epochs=7'], { TFJS_PIPELINE_FAULT: 'after-checkpoint:2' });
+  await live.waitFor(/fault point reached/);
+  const [seven] = await checkpointFolders();
+  const during = await cli(['gc', 'iris', '--keep', '0', '--store', storeDir]);
+  assert.match(during.stderr, `iris: skipped, nothing removed: another pipeline run (pid ${live.child.pid}`);
+  assert.equal(await checkpointFolders(), [seven]);
+  live.child.kill('SIGKILL');
+  await live.ended;
+
+  // Killed: the next run of that config would resume it, so gc keeps it and says so.
+  const after = await cli(['gc', 'iris', '--keep', '10', '--dry-run', '--store', storeDir]);
+  assert.match(after.stdout, `kept checkpoint of net [${seven.slice(0, 12)}], epoch 2/7 (training): the next run of that config resumes from it`);
+
+  // Killed between publishing and deleting its checkpoints: its result is stored, the checkpoint is stale.
+  const publishing = startCli(['run', file, '--store', storeDir, '--set', 'net.epochs=7'], { TFJS_PIPELINE_FAULT: 'after-publish' });
+  await publishing.waitFor(/fault point reached/);
+  publishing.child.kill('SIGKILL');
+  await publishing.ended;
+  assert.match(publishing.output(), 'resuming from the checkpoint of epoch 2/7');
+  const published = (await store.listVersions('iris', 'net')).at(-1)!;
+  // Abandoned: a config interrupted after its first epoch, then another config run to the end.
+  const stopping = new RecordingReporter({ stage: 'net', epochs: 1 });
+  await runPipeline(await loadPipeline(file, ['net.epochs=8']), { store, reporter: stopping, stopRequested: () => stopping.stop }).catch(() => undefined);
+  const eight = (await checkpointFolders()).find((f) => f !== seven)!;
+  await run(['net.epochs=9']);
+  const newest = (await store.listVersions('iris', 'net')).at(-1)!;
+
+  const result = await cli(['gc', 'iris', '--keep', '10', '--store', storeDir]);
+  assert.is(result.code, 0, result.stderr);
+  assert.match(result.stdout, `removed checkpoint of net [${seven.slice(0, 12)}], its result is stored as net@v${published.version}`);
+  assert.match(result.stdout, `removed checkpoint of net [${eight.slice(0, 12)}], older than net@v${newest.version}: another config of the stage ran since`);
+  assert.equal(await checkpointFolders(), []);
+  assert.not.ok((await readdir(join(storeDir, 'iris', 'net'))).includes('.checkpoints'), 'the emptied .checkpoints folder stays');
 });
 
 test('bad usage: an unknown pipeline and a negative --keep exit 2 and create nothing', async () => {

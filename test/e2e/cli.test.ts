@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BIN, ROOT, cli, fixture, removeTempDirs, tempDir } from '../helpers.js';
+import { cli, fixture, removeTempDirs, startCli, tempDir } from '../helpers.js';
 
 test.after(removeTempDirs);
 
@@ -30,17 +29,10 @@ test('quickstart: trains, reaches its accuracy floor on the test split, then is 
 
 test('SIGKILL while a version is being written leaves no visible version; the next run succeeds', async () => {
   const store = await tempDir();
-  const child = spawn(process.execPath, [BIN, 'run', fixture('iris.yaml'), '--store', store], {
-    cwd: ROOT,
-    env: { ...process.env, TFJS_PIPELINE_FAULT: 'before-publish' },
-  });
-  await new Promise<void>((resolve) => {
-    child.stderr.on('data', (d: Buffer) => {
-      if (d.toString().includes('fault point reached')) resolve();
-    });
-  });
-  child.kill('SIGKILL');
-  await new Promise((resolve) => child.on('close', resolve));
+  const run = startCli(['run', fixture('iris.yaml'), '--store', store], { TFJS_PIPELINE_FAULT: 'before-publish' });
+  await run.waitFor(/fault point reached/);
+  run.child.kill('SIGKILL');
+  await run.ended;
   const stageDir = join(store, 'iris', 'net');
   const entries = await readdir(stageDir);
   assert.not.ok(entries.some((e) => /^v\d+$/.test(e)), `a version appeared: ${entries}`);
@@ -68,16 +60,13 @@ test('two runs of one file on one store at once both succeed: each stage is comp
 
 test('gc while a run is in flight skips the pipeline, naming the run; once it is gone, gc proceeds', async () => {
   const store = await tempDir();
-  const holder = spawn(process.execPath, [BIN, 'run', fixture('iris.yaml'), '--store', store], {
-    cwd: ROOT,
-    env: { ...process.env, TFJS_PIPELINE_FAULT: 'before-publish' },
-  });
-  await new Promise<void>((resolve) => holder.stderr.on('data', (d: Buffer) => d.toString().includes('fault point') && resolve()));
+  const holder = startCli(['run', fixture('iris.yaml'), '--store', store], { TFJS_PIPELINE_FAULT: 'before-publish' });
+  await holder.waitFor(/fault point reached/);
   const skipped = await cli(['gc', '--keep', '0', '--store', store]);
-  holder.kill('SIGKILL');
-  await new Promise((resolve) => holder.on('close', resolve));
+  holder.child.kill('SIGKILL');
+  await holder.ended;
   assert.is(skipped.code, 0, skipped.stderr);
-  assert.match(skipped.stderr, new RegExp(`iris: skipped, nothing removed: another pipeline run \\(run \\S+, pid ${holder.pid} `));
+  assert.match(skipped.stderr, new RegExp(`iris: skipped, nothing removed: another pipeline run \\(run \\S+, pid ${holder.child.pid} `));
   const after = await cli(['gc', '--keep', '0', '--store', store]);
   assert.is(after.code, 0, after.stderr);
   assert.not.match(after.stderr, 'skipped');

@@ -1,12 +1,12 @@
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LocalArtifactStore } from '../../src/artifacts/store.js';
-import { planPipeline, runPipeline } from '../../src/engine/run.js';
+import { InterruptedError, planPipeline, runPipeline } from '../../src/engine/run.js';
 import { TerminalReporter } from '../../src/report/terminal.js';
 import { loadPipeline } from '../../src/spec/pipeline.js';
-import { ROOT, fixture, removeTempDirs, tempDir } from '../helpers.js';
+import { RecordingReporter, ROOT, fixture, removeTempDirs, tempDir } from '../helpers.js';
 
 const quiet = new TerminalReporter({ quiet: true });
 
@@ -201,6 +201,66 @@ test('two runs at once: the second waits for the stage the first is computing, t
   assert.ok(info.some((m) => m.startsWith(`waiting for run ${a.id}`)), info.join('\n'));
   // check is whichever run got there first: computed once, reused by the other.
   assert.equal([statuses(a).check, statuses(second).check].sort(), ['ran@v1', 'reused@v1']);
+});
+
+const SIX = ['net.epochs=6'];
+const shard = async (store: LocalArtifactStore, version = 1) =>
+  (await store.openVersion('iris', 'net', version)).manifest.files['group1-shard1of1.bin'].sha256;
+const checkpointFiles = async (store: LocalArtifactStore) =>
+  readdir(join(store.root, 'iris', 'net', '.checkpoints'), { recursive: true }).catch(() => [] as string[]);
+
+test('Ctrl-C after epoch 2 keeps its checkpoint and says so; the rerun resumes from it to the uninterrupted weights', async () => {
+  const straight = await irisWorkspace();
+  await runPipeline(await loadPipeline(straight.file, SIX), { store: straight.store, reporter: quiet });
+  assert.equal(await checkpointFiles(straight.store), [], 'checkpoints left after publishing');
+
+  const ws = await irisWorkspace();
+  const stopping = new RecordingReporter({ stage: 'net', epochs: 2 });
+  const error = await runPipeline(await loadPipeline(ws.file, SIX), { store: ws.store, reporter: stopping, stopRequested: () => stopping.stop }).catch((e) => e);
+  assert.instance(error, InterruptedError);
+  assert.is(error.exitCode, 130);
+  assert.is(
+    error.message,
+    'interrupted during stage "net" after epoch 2/6 (training): nothing of it was published, its checkpoint is kept; ' +
+      'run the same command again to resume from it (--no-resume starts over)',
+  );
+  assert.is((await ws.store.listVersions('iris', 'net')).length, 0);
+  assert.is((await checkpointFiles(ws.store)).filter((f) => f.endsWith('training.ckpt')).length, 1);
+
+  const resuming = new RecordingReporter();
+  const record = await runPipeline(await loadPipeline(ws.file, SIX), { store: ws.store, reporter: resuming });
+  assert.ok(resuming.infos.some((l) => /^net: resuming from the checkpoint of epoch 2\/6 \(.*training\.ckpt\); --no-resume starts over$/.test(l)), resuming.infos.join('\n'));
+  assert.is(await shard(ws.store), await shard(straight.store));
+  assert.equal(record.stages[0].resumedFromEpoch, { training: 2 });
+  assert.equal((await ws.store.openVersion('iris', 'net')).manifest.resumedFromEpoch, { training: 2 });
+  assert.equal(await checkpointFiles(ws.store), []);
+  const runs = await ws.store.listRuns('iris');
+  assert.equal(runs.map((r) => r.status), ['interrupted', 'succeeded']);
+});
+
+test('--no-resume starts the stage over; a checkpoint torn or edited is warned about and training starts over', async () => {
+  const ws = await irisWorkspace();
+  const stopping = new RecordingReporter({ stage: 'net', epochs: 3 });
+  await runPipeline(await loadPipeline(ws.file, SIX), { store: ws.store, reporter: stopping, stopRequested: () => stopping.stop }).catch(() => undefined);
+  const fresh = new RecordingReporter();
+  const record = await runPipeline(await loadPipeline(ws.file, SIX), { store: ws.store, reporter: fresh, resume: false });
+  assert.not.ok(fresh.infos.some((l) => l.includes('resuming')), 'resumed despite resume: false');
+  assert.is(record.stages[0].resumedFromEpoch, undefined);
+  const expected = await shard(ws.store);
+
+  const again = new RecordingReporter({ stage: 'net', epochs: 1 });
+  await runPipeline(await loadPipeline(ws.file, SIX), { store: ws.store, reporter: again, stopRequested: () => again.stop, force: true }).catch(() => undefined);
+  const [file] = (await checkpointFiles(ws.store)).filter((f) => f.endsWith('training.ckpt'));
+  const path = join(ws.store.root, 'iris', 'net', '.checkpoints', file);
+  const bytes = await readFile(path);
+  bytes[bytes.length - 3] ^= 0x40;
+  await writeFile(path, bytes);
+  const warned = new RecordingReporter();
+  const rerun = await runPipeline(await loadPipeline(ws.file, SIX), { store: ws.store, reporter: warned, force: true });
+  assert.is(warned.warnings.length, 1);
+  assert.match(warned.warnings[0], /^checkpoint .*training\.ckpt cannot be resumed from: its sha256 does not match its contents .*; stage "net" trains from the start instead$/);
+  assert.is(rerun.status, 'succeeded');
+  assert.is(await shard(ws.store, 2), expected, 'a run started over differs from one never interrupted');
 });
 
 test.run();

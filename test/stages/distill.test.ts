@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -8,7 +8,7 @@ import { InputError } from '../../src/errors.js';
 import { TerminalReporter } from '../../src/report/terminal.js';
 import { SpecError } from '../../src/spec/diagnostics.js';
 import { loadPipeline } from '../../src/spec/pipeline.js';
-import { fixture, removeTempDirs, tempDir } from '../helpers.js';
+import { RecordingReporter, fixture, removeTempDirs, tempDir } from '../helpers.js';
 
 const quiet = new TerminalReporter({ quiet: true });
 const FILE = fixture('distill-iris.yaml');
@@ -171,6 +171,29 @@ test('the data set defaults to the teacher\'s and the teacher is a declared inpu
   assert.equal(stage.deps, ['teacher']);
   assert.equal(stage.data, ['iris']);
   assert.equal(pipeline.graph.order, ['teacher', 'student']);
+});
+
+test('interrupted in the student\'s epoch 5: the rerun takes the finished baseline and the student from their checkpoints', async () => {
+  const s = await store();
+  await runPipeline(await loadPipeline(FILE), { store: s, reporter: quiet });
+  const straight = await s.openVersion('distill-iris', 'student');
+  const metrics = await readJson(straight.dir, 'metrics.json');
+  await rm(straight.dir, { recursive: true });
+  // 20 baseline epochs, then 5 of the student's.
+  const stopping = new RecordingReporter({ stage: 'student', epochs: 25 });
+  const error = await runPipeline(await loadPipeline(FILE), { store: s, reporter: stopping, stopRequested: () => stopping.stop }).catch((e) => e);
+  assert.match((error as Error).message, 'interrupted during stage "student" after epoch 5/20 (student)');
+  const resuming = new RecordingReporter();
+  const record = await runPipeline(await loadPipeline(FILE), { store: s, reporter: resuming });
+  assert.equal(record.stages[1].resumedFromEpoch, { baseline: 20, student: 5 });
+  assert.equal(resuming.infos.filter((l) => l.includes('resuming')).map((l) => l.replace(/ \(.*/, '')), [
+    'student: resuming from the checkpoint of epoch 20/20',
+    'student: resuming from the checkpoint of epoch 5/20',
+  ]);
+  const again = await s.openVersion('distill-iris', 'student');
+  assert.is(again.manifest.files['group1-shard1of1.bin'].sha256, straight.manifest.files['group1-shard1of1.bin'].sha256);
+  const m = await readJson(again.dir, 'metrics.json');
+  assert.equal([m.student.test, m.baseline.test, m.agreement], [metrics.student.test, metrics.baseline.test, metrics.agreement]);
 });
 
 test.run();

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { test } from 'uvu';
@@ -10,7 +10,7 @@ import { readModelArtifacts } from '../../src/models/io.js';
 import { TerminalReporter } from '../../src/report/terminal.js';
 import { loadPipeline } from '../../src/spec/pipeline.js';
 import { digitsWorkspace } from '../compress/digits-workspace.js';
-import { removeTempDirs } from '../helpers.js';
+import { RecordingReporter, removeTempDirs } from '../helpers.js';
 
 const quiet = new TerminalReporter({ quiet: true });
 test.after(removeTempDirs);
@@ -80,6 +80,23 @@ test('a selector that matches no layer, and a schedule past the last epoch, are 
     assert.instance(err, InputError);
     assert.match((err as Error).message, 'endEpoch 9 is after the last fine-tuning epoch (epochs: 4)');
   }
+});
+
+test('interrupted in fine-tuning epoch 3 (masks final): the rerun resumes with its masks and schedule to the same model', async () => {
+  const shard = (v: { manifest: { files: Record<string, { sha256: string }> } }) => v.manifest.files['group1-shard1of1.bin'].sha256;
+  const expected = shard(version);
+  // The stage runs again with the same config: its version gone, mlp still reused.
+  await rm(version.dir, { recursive: true });
+  const stopping = new RecordingReporter({ stage: 'pruned', epochs: 3 });
+  const error = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: stopping, stopRequested: () => stopping.stop }).catch((e) => e);
+  assert.match((error as Error).message, 'interrupted during stage "pruned" after epoch 3/4 (fine-tuning)');
+  const record = await runPipeline(await loadPipeline(ws.file), { store: ws.store, reporter: quiet });
+  assert.equal(record.stages.map((s) => [s.stage, s.status, s.resumedFromEpoch]), [['mlp', 'reused', undefined], ['pruned', 'ran', { 'fine-tuning': 3 }]]);
+  const again = await ws.store.openVersion('digits-compress', 'pruned');
+  assert.is(shard(again), expected);
+  const m = JSON.parse(await readFile(join(again.dir, 'metrics.json'), 'utf8'));
+  assert.equal(m.schedule.updates, metrics.schedule.updates);
+  assert.equal([m.keptEpoch, m.test.after.accuracy], [metrics.keptEpoch, metrics.test.after.accuracy]);
 });
 
 test.run();

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadDataset } from '../../src/data/load.js';
+import { DivergenceError } from '../../src/errors.js';
 import type { LoadedDataset } from '../../src/data/types.js';
 import { parseLossSpec } from '../../src/models/losses.js';
 import { fit, type FitOptions } from '../../src/train/loop.js';
@@ -68,13 +69,47 @@ test('the best epoch is restored: the model ends with that epoch’s validation 
   assert.ok(result.history.every((h) => h.val_loss >= best.val_loss));
 });
 
-test('a diverging loss stops training with a clear error', async () => {
+test('a diverging loss stops training in the batch it went wrong, naming the epoch, the batch and the last good loss', async () => {
+  const batches = Math.ceil(iris.train.count / 16);
   try {
     await fit(options(net(), iris, { epochs: 5, optimizer: tf.train.sgd(1e12) }));
     assert.unreachable('diverged run finished');
   } catch (err) {
-    assert.match((err as Error).message, /training diverged in epoch \d+: loss is (NaN|Infinity)/);
+    assert.instance(err, DivergenceError);
+    const found = new RegExp(
+      `^training diverged in epoch 1, batch (\\d+) of ${batches}: the loss is (NaN|Infinity) ` +
+        '\\(last finite loss [\\d.e+]+ at batch (\\d+)\\); lower the learning rate',
+    ).exec((err as Error).message);
+    assert.ok(found, (err as Error).message);
+    // The first step starts from sane weights, so its loss is finite; the one named is the first that is not.
+    assert.ok(Number(found[1]) >= 2);
+    assert.is(Number(found[3]), Number(found[1]) - 1);
   }
+});
+
+test('the same batch is named whether or not a progress bar reads the loss every batch', async () => {
+  const messages: string[] = [];
+  const start = net().getWeights();
+  for (const wants of [false, true]) {
+    const observer = { ...silentObserver, wantsBatchUpdate: () => wants };
+    const model = net();
+    model.setWeights(start);
+    const error = await fit(options(model, iris, { epochs: 5, optimizer: tf.train.sgd(1e12), observer, seed: 4 })).catch((e: Error) => e);
+    messages.push((error as Error).message);
+  }
+  assert.is(messages[0], messages[1]);
+  assert.match(messages[0], /batch \d+ of/);
+});
+
+test('a validation loss that is not finite stops training, though every training loss was finite', async () => {
+  // A validation row with an extreme feature: the model's output for it overflows.
+  const x = Float32Array.from(iris.validation.x);
+  x.fill(3e38, 0, 4);
+  const data = { ...iris, validation: { ...iris.validation, x } };
+  const error = await fit(options(net(), data, { epochs: 3 })).catch((e: Error) => e);
+  assert.instance(error, DivergenceError);
+  assert.match((error as Error).message, /^training diverged in epoch \d+: the validation loss is (NaN|Infinity) after it, though the training loss was \d+\.\d{4}/);
+  assert.match((error as Error).message, 'check the data for extreme values');
 });
 
 test('batch updates carry the running loss and accuracy, which end at the epoch figures', async () => {
