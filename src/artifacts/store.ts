@@ -207,18 +207,20 @@ export class LocalArtifactStore implements ArtifactStore {
   private async locksDir(pipeline: string): Promise<string> {
     assertSafeName('pipeline', pipeline);
     const dir = join(this.root, pipeline, LOCKS_DIR);
-    await mkdir(dir, { recursive: true });
+    await this.writing(dir, () => mkdir(dir, { recursive: true }));
     return dir;
   }
 
   async lock(pipeline: string): Promise<Release> {
     const where = this.describe(join(this.root, pipeline));
     const locks = await this.locksDir(pipeline);
-    const release = await acquireLock(this.gatePath(pipeline), {
-      holder: 'pipeline gc',
-      wait: false,
-      busy: (owner) => `another pipeline process (${owner}) holds ${where}: wait for it to finish`,
-    });
+    const release = await this.writing(this.gatePath(pipeline), () =>
+      acquireLock(this.gatePath(pipeline), {
+        holder: 'pipeline gc',
+        wait: false,
+        busy: (owner) => `another pipeline process (${owner}) holds ${where}: wait for it to finish`,
+      }),
+    );
     try {
       // With the gate held no lease can appear, so what is found dead here stays dead.
       const runs = await sweepLocks(locks, 'run-');
@@ -242,9 +244,10 @@ export class LocalArtifactStore implements ArtifactStore {
     assertSafeName('run', runId);
     const locks = await this.locksDir(pipeline);
     const holder = `run ${runId}`;
-    const gate = await acquireLock(this.gatePath(pipeline), { holder, wait: true, onWait });
+    const gate = await this.writing(this.gatePath(pipeline), () => acquireLock(this.gatePath(pipeline), { holder, wait: true, onWait }));
     try {
-      return await acquireLock(join(locks, `run-${runId}.lock`), { holder, wait: false });
+      const lease = join(locks, `run-${runId}.lock`);
+      return await this.writing(lease, () => acquireLock(lease, { holder, wait: false }));
     } finally {
       await gate();
     }
