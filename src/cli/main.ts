@@ -158,12 +158,25 @@ export async function main(argv: string[]): Promise<void> {
       wrap(async (args) => (await import('./gc.js')).gcCommand(args)),
     )
     .command(
+      'compile <file>',
+      'write the pipeline as a workflow for a cluster: one step per stage, each `pipeline run FILE --only STAGE`',
+      (y) =>
+        withFileAndSets(y)
+          .option('target', { choices: ['argo'] as const, demandOption: true, describe: 'argo: an Argo Workflow (Kubernetes)' })
+          .option('output', { alias: 'o', type: 'string', describe: 'write to this file (default: stdout)' })
+          .option('image', { type: 'string', describe: 'container image of every step (default: tfjs-pipeline:<version>, see Dockerfile)' })
+          .option('backend', { choices: BACKEND_CHOICES, describe: "tfjs backend of every step (overrides the file's)" })
+          .option('retries', { type: 'number', default: 2, describe: 'retries of a failed step (never of exit 2, bad input)' })
+          .option('secret', { type: 'string', describe: 'Kubernetes Secret whose keys become every step\'s environment (e.g. AWS credentials)' }),
+      wrap(async (args) => (await import('./compile.js')).compileCommand(args)),
+    )
+    .command(
       'schema',
       'print the JSON Schema of pipeline files',
       (y) => y,
       wrap(async () => (await import('./commands.js')).schemaCommand()),
     )
-    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, serve, gc or schema')
+    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, serve, gc, compile or schema')
     .strict()
     .recommendCommands()
     .fail((message, err, y) => {
