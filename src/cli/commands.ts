@@ -6,7 +6,7 @@ import type { BackendChoice } from '../backend/select.js';
 import { EXIT_OK, InputError } from '../errors.js';
 import { planPipeline, runPipeline } from '../engine/run.js';
 import { JsonLinesReporter } from '../report/json-lines.js';
-import { formatHeadline, formatNumber, TerminalReporter } from '../report/terminal.js';
+import { formatHeadline, formatNumber, formatTable, TerminalReporter } from '../report/terminal.js';
 import { loadPipeline } from '../spec/pipeline.js';
 import { pipelineSchema } from '../spec/schema.js';
 import { registerAllStageKinds } from '../stages/register-all.js';
@@ -19,7 +19,7 @@ interface FileArgs extends StoreArgs {
   set: string[];
 }
 
-const openStore = (args: StoreArgs): ArtifactStore => new LocalArtifactStore(resolve(args.store));
+export const openStore = (args: StoreArgs): ArtifactStore => new LocalArtifactStore(resolve(args.store));
 const print = (text = '') => process.stdout.write(`${text}\n`);
 
 export type LogFormat = 'text' | 'json';
@@ -197,8 +197,5 @@ function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknow
 }
 
 function printTable(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
-  print(fmt(header));
-  for (const row of rows) print(fmt(row));
+  for (const line of formatTable(header, rows)) print(line);
 }

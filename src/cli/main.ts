@@ -158,6 +158,23 @@ export async function main(argv: string[]): Promise<void> {
       wrap(async (args) => (await import('./gc.js')).gcCommand(args)),
     )
     .command(
+      'sweep <file>',
+      'run every combination of --grid values as a run of its own, N at a time, and rank them',
+      (y) =>
+        withFileAndSets(y)
+          .option('grid', {
+            type: 'string',
+            array: true,
+            demandOption: true,
+            describe: 'stage.key=value1,value2,... (repeatable): the runs are every combination',
+          })
+          .option('parallel', { type: 'number', describe: 'runs at once (default: half the CPUs, at least 1)' })
+          .option('metric', { type: 'string', describe: '[STAGE.]NAME to rank by (default: the last stage\'s test_accuracy)' })
+          .option('backend', { choices: BACKEND_CHOICES, describe: "tfjs backend of every run (overrides the file's)" })
+          .option('out', { type: 'string', describe: 'write the leaderboard JSON here (default: <store>/<pipeline>/sweeps/<id>.json)' }),
+      wrap(async (args) => (await import('./sweep.js')).sweepCommand(args)),
+    )
+    .command(
       'compile <file>',
       'write the pipeline as a workflow for a cluster: one step per stage, each `pipeline run FILE --only STAGE`',
       (y) =>
@@ -176,7 +193,7 @@ export async function main(argv: string[]): Promise<void> {
       (y) => y,
       wrap(async () => (await import('./commands.js')).schemaCommand()),
     )
-    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, serve, gc, compile or schema')
+    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, sweep, serve, gc, compile or schema')
     .strict()
     .recommendCommands()
     .fail((message, err, y) => {
