@@ -6,9 +6,9 @@ import type { ArtifactStore } from './store.js';
 // (what a rerun of a recent config would reuse) and every version the newest successful run used
 // (what `pipeline run` reuses now, and what `pipeline show` and its report point at). Everything
 // else goes, even when an older run record names it: those records stay, as history. Also removed:
-// the temporary folders and files of writes that crashed. The pipeline's lock is held throughout,
-// so no run writes or reads a version while it is judged; a pipeline whose lock a live process
-// holds is skipped, not waited for.
+// the temporary folders and files of writes that crashed. store.lock() is held throughout: it is
+// refused while any run holds its lease on the pipeline, and keeps new runs from starting, so no
+// run writes or reads a version while it is judged; a pipeline in use is skipped, not waited for.
 
 export interface GcOptions {
   /** Newest versions kept per stage, whatever references them. */

@@ -101,6 +101,8 @@ export interface SweepRun {
   status: 'succeeded' | 'failed' | 'interrupted';
   /** Its run record's id (absent when it failed before writing one). */
   run?: string;
+  /** The backend its stages ran on. */
+  backend?: string;
   durationMs: number;
   /** Place in the leaderboard; runs without the metric come last, unranked. */
   rank?: number;
@@ -197,6 +199,7 @@ export async function runSweep(pipeline: Pipeline, options: SweepOptions): Promi
     if (!run.run) continue;
     const record = await options.store.readRun(pipeline.name, run.run);
     const found = metricOf(record, metric);
+    run.backend = record.backend;
     run.stages = Object.fromEntries(record.stages.map((s) => [s.stage, `${s.status}${s.version === undefined ? '' : `@v${s.version}`}`]));
     if (found) {
       run.metric = found.value;

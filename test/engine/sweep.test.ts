@@ -1,10 +1,11 @@
+import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { RunRecord } from '../../src/artifacts/manifest.js';
 import { expandGrid, parseGrid, rankRuns, MAX_SWEEP_RUNS, type SweepResult, type SweepRun } from '../../src/engine/sweep.js';
-import { cli, fixture, removeTempDirs, tempDir } from '../helpers.js';
+import { BIN, ROOT, cli, fixture, removeTempDirs, tempDir } from '../helpers.js';
 
 test.after(removeTempDirs);
 
@@ -92,6 +93,27 @@ test('a sweep of 4 runs, 2 at a time: the shared teacher is computed once, the l
   // The printed table: best first.
   const rows = result.stdout.split('\n').filter((l) => /^ {2}\d+ /.test(l));
   assert.equal(rows.map((l) => l.trim().split(/\s+/)[0]), ['1', '2', '3', '4']);
+});
+
+test('Ctrl-C: no further run starts, the running one stops, and the leaderboard says so (exit 1)', async () => {
+  const store = await tempDir();
+  const sweep = spawn(process.execPath, [BIN, 'sweep', fixture('distill-iris.yaml'), '--store', store, '--parallel', '1', '--grid', 'student.alpha=0.1,0.5,0.9'], { cwd: ROOT });
+  let stdout = '';
+  sweep.stdout.on('data', (d: Buffer) => (stdout += d));
+  // Once the first run has written its record it has its signal handlers: stop the sweep then.
+  const runsDir = join(store, 'distill-iris', 'runs');
+  while (!(await readdir(runsDir).catch(() => [] as string[])).some((n) => n.endsWith('.json'))) await new Promise((r) => setTimeout(r, 50));
+  sweep.kill('SIGINT');
+  const code = await new Promise((resolve) => sweep.on('close', resolve));
+  assert.is(code, 1, stdout);
+  const board: SweepResult = JSON.parse(await readFile(/leaderboard: (.*)$/m.exec(stdout)![1], 'utf8'));
+  assert.equal(board.runs.map((r) => r.status), ['interrupted', 'interrupted', 'interrupted']);
+  assert.equal(board.runs.map((r) => r.error?.startsWith('not started')), [false, true, true]);
+  // The first run was stopped, not left running: its record says so, and nothing half-done was published.
+  const records: RunRecord[] = await Promise.all(
+    (await readdir(runsDir)).filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(join(runsDir, n), 'utf8'))),
+  );
+  assert.equal(records.map((r) => r.status), ['interrupted']);
 });
 
 test('a grid value the pipeline refuses stops the sweep before any run, exit 2', async () => {
