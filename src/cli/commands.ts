@@ -54,9 +54,9 @@ export async function validateCommand(args: FileArgs): Promise<number> {
   return EXIT_OK;
 }
 
-export async function planCommand(args: FileArgs & { force: boolean }): Promise<number> {
+export async function planCommand(args: FileArgs & { force: boolean; only?: string[] }): Promise<number> {
   const pipeline = await loadPipeline(args.file, args.set);
-  const plans = await planPipeline(pipeline, { store: openStore(args), force: args.force });
+  const plans = await planPipeline(pipeline, { store: openStore(args), force: args.force, only: args.only });
   print(`plan for pipeline "${pipeline.name}" (${args.file}):`);
   printTable(
     ['stage', 'kind', 'action', 'fingerprint', 'why'],

@@ -84,7 +84,10 @@ export async function main(argv: string[]): Promise<void> {
     .command(
       'plan <file>',
       'show which stages would run and why, and which are cached',
-      (y) => withFileAndSets(y).option('force', { type: 'boolean', default: false }),
+      (y) =>
+        withFileAndSets(y)
+          .option('force', { type: 'boolean', default: false })
+          .option('only', { type: 'string', array: true, describe: 'plan only this stage (repeatable), as `run --only` would' }),
       wrap(async (args) => (await import('./commands.js')).planCommand(args)),
     )
     .command(

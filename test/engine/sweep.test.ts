@@ -3,7 +3,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { RunRecord } from '../../src/artifacts/manifest.js';
+import { LocalArtifactStore } from '../../src/artifacts/store.js';
 import { expandGrid, parseGrid, rankRuns, MAX_SWEEP_RUNS, type SweepResult, type SweepRun } from '../../src/engine/sweep.js';
 import { BIN, ROOT, cli, fixture, removeTempDirs, tempDir } from '../helpers.js';
 
@@ -60,10 +60,7 @@ test('a sweep of 4 runs, 2 at a time: the shared teacher is computed once, the l
     '--grid', 'student.temperature=2,4', '--grid', 'student.alpha=0.3,0.7', '--set', 'student.epochs=10',
   ]);
   assert.is(result.code, 0, result.stderr + result.stdout);
-  const runsDir = join(store, 'distill-iris', 'runs');
-  const records: RunRecord[] = await Promise.all(
-    (await readdir(runsDir)).filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(join(runsDir, n), 'utf8'))),
-  );
+  const records = await new LocalArtifactStore(store).listRuns('distill-iris');
   assert.is(records.length, 4);
   const sweepId = records[0].sweep;
   assert.ok(sweepId && records.every((r) => r.sweep === sweepId && r.status === 'succeeded'), 'every run names the sweep');
@@ -101,8 +98,8 @@ test('Ctrl-C: no further run starts, the running one stops, and the leaderboard 
   let stdout = '';
   sweep.stdout.on('data', (d: Buffer) => (stdout += d));
   // Once the first run has written its record it has its signal handlers: stop the sweep then.
-  const runsDir = join(store, 'distill-iris', 'runs');
-  while (!(await readdir(runsDir).catch(() => [] as string[])).some((n) => n.endsWith('.json'))) await new Promise((r) => setTimeout(r, 50));
+  const runs = new LocalArtifactStore(store);
+  while (!(await runs.listRuns('distill-iris')).length) await new Promise((r) => setTimeout(r, 50));
   sweep.kill('SIGINT');
   const code = await new Promise((resolve) => sweep.on('close', resolve));
   assert.is(code, 1, stdout);
@@ -110,10 +107,7 @@ test('Ctrl-C: no further run starts, the running one stops, and the leaderboard 
   assert.equal(board.runs.map((r) => r.status), ['interrupted', 'interrupted', 'interrupted']);
   assert.equal(board.runs.map((r) => r.error?.startsWith('not started')), [false, true, true]);
   // The first run was stopped, not left running: its record says so, and nothing half-done was published.
-  const records: RunRecord[] = await Promise.all(
-    (await readdir(runsDir)).filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(join(runsDir, n), 'utf8'))),
-  );
-  assert.equal(records.map((r) => r.status), ['interrupted']);
+  assert.equal((await runs.listRuns('distill-iris')).map((r) => r.status), ['interrupted']);
 });
 
 test('a grid value the pipeline refuses stops the sweep before any run, exit 2', async () => {
