@@ -9,10 +9,10 @@ import type { ArtifactStore, StoredCheckpoints, StoredVersion } from './store.js
 // the temporary folders and files of writes that crashed, and stale checkpoints: those whose stage
 // config has a stored version (a run was killed between publishing and deleting them), those older
 // than the stage's newest version (another config ran since), and those that cannot be resumed
-// from. A checkpoint that the next run of its config would resume is kept, and reported. The
-// pipeline's lock is held throughout, so no run writes or reads a version or a checkpoint while it
-// is judged; a pipeline whose lock a live process holds (a run training, checkpointing) is skipped,
-// not waited for.
+// from. A checkpoint that the next run of its config would resume is kept, and reported. store.lock() is
+// held throughout: it is refused while any run holds its lease on the pipeline, and keeps new runs
+// from starting, so no run writes or reads a version or a checkpoint while it is judged; a
+// pipeline in use is skipped, not waited for.
 
 export interface GcOptions {
   /** Newest versions kept per stage, whatever references them. */

@@ -1,3 +1,4 @@
+import { relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { RunRecord } from '../artifacts/manifest.js';
 import type { ArtifactStore } from '../artifacts/store.js';
@@ -6,7 +7,7 @@ import type { BackendChoice } from '../backend/select.js';
 import { EXIT_OK, InputError } from '../errors.js';
 import { planPipeline, runPipeline } from '../engine/run.js';
 import { JsonLinesReporter } from '../report/json-lines.js';
-import { formatHeadline, formatNumber, TerminalReporter } from '../report/terminal.js';
+import { formatHeadline, formatNumber, formatTable, TerminalReporter } from '../report/terminal.js';
 import { loadPipeline, type Pipeline } from '../spec/pipeline.js';
 import { pipelineSchema } from '../spec/schema.js';
 import { registerAllStageKinds } from '../stages/register-all.js';
@@ -20,7 +21,13 @@ interface FileArgs extends StoreArgs {
   set: string[];
 }
 
-const openStore = (args: StoreArgs, pipeline?: Pipeline): Promise<ArtifactStore> =>
+/** The store as a --store argument for another command (a sweep's runs, a workflow's steps). */
+export function storeText(cliStore: string | undefined, pipeline: Pipeline): string {
+  const spec = chooseStoreSpec(cliStore, pipeline.store);
+  return spec.kind === 's3' ? spec.url : (cliStore ?? (relative(process.cwd(), spec.path) || '.'));
+}
+
+export const openStore = (args: StoreArgs, pipeline?: Pipeline): Promise<ArtifactStore> =>
   openArtifactStore(chooseStoreSpec(args.store, pipeline?.store), args.cache);
 const print = (text = '') => process.stdout.write(`${text}\n`);
 
@@ -60,9 +67,9 @@ export async function validateCommand(args: FileArgs): Promise<number> {
   return EXIT_OK;
 }
 
-export async function planCommand(args: FileArgs & { force: boolean }): Promise<number> {
+export async function planCommand(args: FileArgs & { force: boolean; only?: string[] }): Promise<number> {
   const pipeline = await loadPipeline(args.file, args.set);
-  const plans = await planPipeline(pipeline, { store: await openStore(args, pipeline), force: args.force });
+  const plans = await planPipeline(pipeline, { store: await openStore(args, pipeline), force: args.force, only: args.only });
   print(`plan for pipeline "${pipeline.name}" (${args.file}):`);
   printTable(
     ['stage', 'kind', 'action', 'fingerprint', 'why'],
@@ -203,8 +210,5 @@ function pick(o: Record<string, unknown>, keys: string[]): Record<string, unknow
 }
 
 function printTable(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
-  print(fmt(header));
-  for (const row of rows) print(fmt(row));
+  for (const line of formatTable(header, rows)) print(line);
 }

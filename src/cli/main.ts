@@ -99,7 +99,10 @@ export async function main(argv: string[]): Promise<void> {
     .command(
       'plan <file>',
       'show which stages would run and why, and which are cached',
-      (y) => withFileAndSets(y).option('force', { type: 'boolean', default: false }),
+      (y) =>
+        withFileAndSets(y)
+          .option('force', { type: 'boolean', default: false })
+          .option('only', { type: 'string', array: true, describe: 'plan only this stage (repeatable), as `run --only` would' }),
       wrap(async (args) => (await import('./commands.js')).planCommand(args)),
     )
     .command(
@@ -193,12 +196,42 @@ export async function main(argv: string[]): Promise<void> {
       wrap(async (args) => (await import('./sync.js')).pullCommand(args)),
     )
     .command(
+      'sweep <file>',
+      'run every combination of --grid values as a run of its own, N at a time, and rank them',
+      (y) =>
+        withFileAndSets(y)
+          .option('grid', {
+            type: 'string',
+            array: true,
+            demandOption: true,
+            describe: 'stage.key=value1,value2,... (repeatable): the runs are every combination',
+          })
+          .option('parallel', { type: 'number', describe: 'runs at once (default: half the CPUs, at least 1)' })
+          .option('metric', { type: 'string', describe: '[STAGE.]NAME to rank by (default: the last stage\'s test_accuracy)' })
+          .option('backend', { choices: BACKEND_CHOICES, describe: "tfjs backend of every run (overrides the file's)" })
+          .option('out', { type: 'string', describe: 'write the leaderboard JSON here (default: <store>/<pipeline>/sweeps/<id>.json)' }),
+      wrap(async (args) => (await import('./sweep.js')).sweepCommand(args)),
+    )
+    .command(
+      'compile <file>',
+      'write the pipeline as a workflow for a cluster: one step per stage, each `pipeline run FILE --only STAGE`',
+      (y) =>
+        withFileAndSets(y)
+          .option('target', { choices: ['argo'] as const, demandOption: true, describe: 'argo: an Argo Workflow (Kubernetes)' })
+          .option('output', { alias: 'o', type: 'string', describe: 'write to this file (default: stdout)' })
+          .option('image', { type: 'string', describe: 'container image of every step (default: tfjs-pipeline:<version>, see Dockerfile)' })
+          .option('backend', { choices: BACKEND_CHOICES, describe: "tfjs backend of every step (overrides the file's)" })
+          .option('retries', { type: 'number', default: 2, describe: 'retries of a failed step (never of exit 2, bad input)' })
+          .option('secret', { type: 'string', describe: 'Kubernetes Secret whose keys become every step\'s environment (e.g. AWS credentials)' }),
+      wrap(async (args) => (await import('./compile.js')).compileCommand(args)),
+    )
+    .command(
       'schema',
       'print the JSON Schema of pipeline files',
       (y) => y,
       wrap(async () => (await import('./commands.js')).schemaCommand()),
     )
-    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, serve, gc, push, pull or schema')
+    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, sweep, serve, gc, push, pull, compile or schema')
     .strict()
     .recommendCommands()
     .fail((message, err, y) => {

@@ -102,6 +102,8 @@ function header(data: ReportData): string {
     ['seed', String(r.seed)],
     ['overrides', r.overrides.length ? r.overrides.join(' ') : 'none'],
     ['forced', r.force ? 'yes (--force)' : 'no'],
+    ...(r.only ? [['only', r.only.join(', ')] as [string, string]] : []),
+    ...(r.sweep ? [['sweep', r.sweep] as [string, string]] : []),
     ['host', `${r.host} (pid ${r.pid})`],
   ];
   return `<header>

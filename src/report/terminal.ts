@@ -29,6 +29,13 @@ export function formatHeadline(headline: Record<string, unknown> | undefined): s
     .join(', ');
 }
 
+/** Columns padded to their widest cell (the last left ragged), header first. */
+export function formatTable(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
+  return [fmt(header), ...rows.map(fmt)];
+}
+
 export class TerminalReporter implements RunReporter {
   private readonly out: NonNullable<TerminalOptions['out']>;
   private readonly err: NodeJS.WritableStream;

@@ -22,6 +22,15 @@ export interface ResolvedStage {
   config: Record<string, unknown>;
   deps: string[];
   data: string[];
+  /** `resources:` as written: what a cluster step of this stage asks for (engine/argo.ts). */
+  resources?: StageResources;
+}
+
+/** Where a result is computed does not change it, so these stay out of the fingerprint. */
+export interface StageResources {
+  gpu?: number;
+  cpu?: number | string;
+  memory?: number | string;
 }
 
 export interface Pipeline {
@@ -45,7 +54,7 @@ interface RawPipeline {
   backend?: BackendChoice;
   store?: string;
   data?: Record<string, DataSpec>;
-  stages: Record<string, { uses: string; description?: string } & Record<string, unknown>>;
+  stages: Record<string, { uses: string; description?: string; resources?: StageResources } & Record<string, unknown>>;
 }
 
 export async function loadPipeline(file: string, sets: string[] = []): Promise<Pipeline> {
@@ -65,11 +74,11 @@ export async function loadPipeline(file: string, sets: string[] = []): Promise<P
     return typeof upstream === 'string' ? dataOf(upstream, seen) : undefined;
   };
   for (const [name, stage] of Object.entries(raw.stages)) {
-    const { uses, description: _description, ...options } = stage;
+    const { uses, description: _description, resources, ...options } = stage;
     const kind = getStageKind(uses);
     const config = kind.resolve(options, { pipeline: raw.name, dataOf });
     const inputs = kind.inputs(config);
-    stages.set(name, { name, kind, config, deps: inputs.stages, data: inputs.data });
+    stages.set(name, { name, kind, config, deps: inputs.stages, data: inputs.data, ...(resources ? { resources } : {}) });
   }
   const { graph, problems } = buildStageGraph([...stages.values()], Object.keys(data));
   if (!graph) {

@@ -96,6 +96,34 @@ function discriminated(key: string, branches: Record<string, { properties: Recor
   };
 }
 
+/** A Kubernetes quantity: 2, 0.5, "500m", "4Gi", "1e3". */
+const QUANTITY_PATTERN = '^[0-9]+(\\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$';
+
+const quantity = (what: string): JsonSchema => ({
+  description: `${what}: a number, or a Kubernetes quantity such as "500m" or "4Gi"`,
+  oneOf: [
+    { type: 'number', exclusiveMinimum: 0 },
+    { type: 'string', pattern: QUANTITY_PATTERN, errorMessage: 'a Kubernetes quantity such as "500m", "4Gi" or "4G"' },
+  ],
+});
+
+/** What one step of a stage asks of a cluster node (`pipeline compile`); not in the fingerprint. */
+const stageResources: JsonSchema = {
+  description: 'what a step running this stage asks of a cluster node (pipeline compile --target argo); not part of the fingerprint',
+  type: 'object',
+  properties: {
+    gpu: {
+      type: 'integer',
+      minimum: 0,
+      maximum: 64,
+      description: 'GPUs (nvidia.com/gpu); default: 1 when the backend is webgpu or tensorflow-gpu, else 0',
+    },
+    cpu: quantity('CPU cores requested'),
+    memory: quantity('memory requested, in bytes'),
+  },
+  additionalProperties: false,
+};
+
 // Built once per set of registered kinds: the validator compiles once per schema object (most of a
 // second for this one), so a fresh object per call recompiled it for every file loaded.
 let built: { kinds: number; schema: JsonSchema } | undefined;
@@ -141,7 +169,7 @@ function buildPipelineSchema(): JsonSchema {
         type: 'object',
         minProperties: 1,
         propertyNames: { pattern: NAME_PATTERN, errorMessage: NAME_MESSAGE },
-        additionalProperties: discriminated('uses', stageBranches, { description: { type: 'string' } }),
+        additionalProperties: discriminated('uses', stageBranches, { description: { type: 'string' }, resources: stageResources }),
       },
     },
   };

@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { LocalArtifactStore } from '../../src/artifacts/store.js';
 import { cli, fixture, removeTempDirs, startCli, tempDir } from '../helpers.js';
 
 test.after(removeTempDirs);
@@ -48,12 +49,10 @@ test('two runs of one file on one store at once both succeed: each stage is comp
   assert.is(a.code, 0, a.stderr);
   assert.is(b.code, 0, b.stderr);
   for (const stage of ['net', 'check']) assert.equal(await readdir(join(store, 'iris', stage)), ['v1'], stage);
-  const records = await Promise.all(
-    (await readdir(join(store, 'iris', 'runs'))).filter((n) => n.endsWith('.json')).map(async (n) => JSON.parse(await readFile(join(store, 'iris', 'runs', n), 'utf8'))),
-  );
+  const records = await new LocalArtifactStore(store).listRuns('iris');
   assert.is(records.length, 2);
   for (const stage of ['net', 'check']) {
-    const statuses = records.map((r) => r.stages.find((s: { stage: string }) => s.stage === stage).status).sort();
+    const statuses = records.map((r) => r.stages.find((s) => s.stage === stage)!.status).sort();
     assert.equal(statuses, ['ran', 'reused'], `${stage}: ${statuses}`);
   }
 });
