@@ -4,7 +4,8 @@ import * as assert from 'uvu/assert';
 import { onnxruntimeKernelOptions } from '../../../src/backend/onnxruntime/kernels.js';
 import { registerOnnxruntimeKernels } from '../../../src/backend/onnxruntime/register.js';
 import { sessionCount } from '../../../src/backend/onnxruntime/sessions.js';
-import { describeError, maxError, onBoth, seededTensor, seededValues } from '../wasm/helpers.js';
+import { convShapes, FIXED_CASES, filterGrad, inputGrad, label, randomConvCases } from '../conv-cases.js';
+import { describeError, maxError, onBoth, seededTensor } from '../wasm/helpers.js';
 
 // Every kernel onnxruntime takes over, against the cpu backend, on the shapes of the wasm
 // kernels' tests plus random ones: strides 1-3, same/valid, batch 1 and odd sizes, 1x1 to 5x5
@@ -16,60 +17,6 @@ onnxruntimeKernelOptions.minForwardChannels = 0;
 
 const TOLERANCE = 1e-4;
 
-interface ConvCase {
-  batch: number;
-  height: number;
-  width: number;
-  inChannels: number;
-  outChannels: number;
-  kernel: [number, number];
-  strides: [number, number];
-  pad: 'same' | 'valid';
-}
-
-const label = (c: ConvCase): string =>
-  `b${c.batch} ${c.height}x${c.width}x${c.inChannels}->${c.outChannels} k${c.kernel.join('x')} s${c.strides.join(',')} ${c.pad}`;
-
-const fixed: ConvCase[] = [
-  { batch: 3, height: 28, width: 28, inChannels: 1, outChannels: 8, kernel: [3, 3], strides: [1, 1], pad: 'valid' },
-  { batch: 1, height: 13, width: 13, inChannels: 8, outChannels: 16, kernel: [3, 3], strides: [1, 1], pad: 'valid' },
-  { batch: 5, height: 9, width: 7, inChannels: 3, outChannels: 4, kernel: [3, 3], strides: [1, 1], pad: 'same' },
-  { batch: 2, height: 11, width: 11, inChannels: 4, outChannels: 6, kernel: [3, 3], strides: [2, 2], pad: 'same' },
-  { batch: 3, height: 11, width: 10, inChannels: 4, outChannels: 6, kernel: [3, 3], strides: [2, 2], pad: 'valid' },
-  { batch: 1, height: 8, width: 8, inChannels: 2, outChannels: 3, kernel: [2, 2], strides: [2, 2], pad: 'valid' },
-  { batch: 3, height: 7, width: 9, inChannels: 5, outChannels: 4, kernel: [5, 5], strides: [1, 1], pad: 'same' },
-  { batch: 2, height: 9, width: 9, inChannels: 3, outChannels: 5, kernel: [1, 1], strides: [2, 2], pad: 'same' },
-  { batch: 2, height: 10, width: 9, inChannels: 3, outChannels: 4, kernel: [3, 2], strides: [2, 1], pad: 'same' },
-  { batch: 1, height: 5, width: 5, inChannels: 3, outChannels: 2, kernel: [4, 4], strides: [1, 1], pad: 'same' },
-  { batch: 2, height: 12, width: 13, inChannels: 3, outChannels: 4, kernel: [3, 3], strides: [3, 3], pad: 'valid' },
-  { batch: 1, height: 6, width: 6, inChannels: 2, outChannels: 3, kernel: [1, 1], strides: [1, 1], pad: 'valid' },
-];
-
-function randomCases(count: number, seed: number): ConvCase[] {
-  const r = seededValues(count * 10, seed).map((v) => (v + 1) / 2);
-  const pick = <T>(options: T[], u: number): T => options[Math.min(options.length - 1, Math.floor(u * options.length))];
-  return Array.from({ length: count }, (_, i) => {
-    const u = r.subarray(i * 10, i * 10 + 10);
-    const k = pick([1, 2, 3, 3, 5], u[5]);
-    const s = pick([1, 2], u[6]);
-    return {
-      batch: pick([1, 2, 3, 5], u[0]),
-      height: 5 + Math.floor(u[1] * 10),
-      width: 5 + Math.floor(u[2] * 10),
-      inChannels: 1 + Math.floor(u[3] * 6),
-      outChannels: 1 + Math.floor(u[4] * 8),
-      kernel: [k, k] as [number, number],
-      strides: [s, s] as [number, number],
-      pad: u[7] < 0.5 ? ('same' as const) : ('valid' as const),
-    };
-  });
-}
-
-function shapes(c: ConvCase) {
-  const x: [number, number, number, number] = [c.batch, c.height, c.width, c.inChannels];
-  const w: [number, number, number, number] = [c.kernel[0], c.kernel[1], c.inChannels, c.outChannels];
-  return { x, w, dy: tf.backend_util.computeConv2DInfo(x, w, c.strides, 1, c.pad).outShape };
-}
 
 async function expectClose(what: string, fn: () => tf.Tensor): Promise<void> {
   const { cpu, wasm } = await onBoth(fn);
@@ -77,8 +24,8 @@ async function expectClose(what: string, fn: () => tf.Tensor): Promise<void> {
   assert.ok(e.rel < TOLERANCE, `${what}: ${describeError(e)}`);
 }
 
-[...fixed, ...randomCases(12, 91)].forEach((c, i) => {
-  const s = shapes(c);
+[...FIXED_CASES, ...randomConvCases(12, 91)].forEach((c, i) => {
+  const s = convShapes(c);
   test(`conv2d forward, filter and input gradients match cpu: ${label(c)}`, async () => {
     for (const method of ['im2col', 'nchw'] as const) {
       onnxruntimeKernelOptions.forwardMethod = method;
@@ -90,25 +37,13 @@ async function expectClose(what: string, fn: () => tf.Tensor): Promise<void> {
     // One Gemm over the patch matrix, and one per filter tap (large images).
     for (const maxPatchElements of [Infinity, 0]) {
       onnxruntimeKernelOptions.maxPatchElements = maxPatchElements;
-      await expectClose(`Conv2DBackpropFilter (${maxPatchElements ? 'patch matrix' : 'per tap'})`, () =>
-        tf.engine().runKernel(
-          tf.Conv2DBackpropFilter,
-          { x: seededTensor(s.x, 10 + i), dy: seededTensor(s.dy, 20 + i) },
-          { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: s.w } as unknown as tf.NamedAttrMap,
-        ) as tf.Tensor,
-      );
+      await expectClose(`Conv2DBackpropFilter (${maxPatchElements ? 'patch matrix' : 'per tap'})`, filterGrad(c, i));
     }
     onnxruntimeKernelOptions.maxPatchElements = 8_000_000;
     // Both ways of forming it (col2im exists for stride 1 only; the option falls back otherwise).
     for (const method of ['col2im', 'convTranspose'] as const) {
       onnxruntimeKernelOptions.inputGradMethod = method;
-      await expectClose(`Conv2DBackpropInput (${method})`, () =>
-        tf.engine().runKernel(
-          tf.Conv2DBackpropInput,
-          { dy: seededTensor(s.dy, 30 + i), filter: seededTensor(s.w, 40 + i) },
-          { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', inputShape: s.x } as unknown as tf.NamedAttrMap,
-        ) as tf.Tensor,
-      );
+      await expectClose(`Conv2DBackpropInput (${method})`, inputGrad(c, i));
     }
     onnxruntimeKernelOptions.inputGradMethod = 'auto';
   });
@@ -116,8 +51,8 @@ async function expectClose(what: string, fn: () => tf.Tensor): Promise<void> {
 
 for (const activation of ['linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrelu'] as const) {
   test(`fused conv2d and matMul with bias and ${activation} match cpu, with their gradients`, async () => {
-    const c = fixed[3];
-    const s = shapes(c);
+    const c = FIXED_CASES[3];
+    const s = convShapes(c);
     for (const method of ['im2col', 'nchw'] as const) {
       onnxruntimeKernelOptions.forwardMethod = method;
       await expectClose(`FusedConv2D (${method})`, () =>
