@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { replaceWasmKernel } from '../wasm/kernel-utils.js';
 import { registerWasmTrainingKernels } from '../wasm/register-all.js';
 import { onnxruntimeKernelConfigs, onnxruntimeKernelOptions, previousKernels } from './kernels.js';
 import { loadOnnxruntime, sessionSettings } from './sessions.js';
@@ -12,14 +13,8 @@ export function registerOnnxruntimeKernels(): void {
   loadOnnxruntime();
   registerWasmTrainingKernels();
   for (const config of onnxruntimeKernelConfigs) {
-    const current = tf.getKernel(config.kernelName, 'wasm');
-    if (current?.kernelFunc === config.kernelFunc) continue;
-    if (current != null) {
-      if (!previousKernels.has(config.kernelName)) previousKernels.set(config.kernelName, current);
-      tf.unregisterKernel(config.kernelName, 'wasm');
-    }
-    // The stock setupFunc binds the C++ function the stock kernelFunc calls (see wasm/register-all.ts).
-    tf.registerKernel({ ...config, setupFunc: current?.setupFunc });
+    const replaced = replaceWasmKernel(config);
+    if (replaced && !previousKernels.has(config.kernelName)) previousKernels.set(config.kernelName, replaced);
   }
 }
 

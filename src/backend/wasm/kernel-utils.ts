@@ -31,6 +31,20 @@ export function stockKernelFunc(kernelName: string): tf.KernelFunc | undefined {
   return stockKernels.get(kernelName);
 }
 
+/**
+ * Registers `config` in place of the wasm kernel of the same name and returns the one it replaced
+ * (undefined when there was none, or it is already this one), for the new kernel to fall back on.
+ */
+export function replaceWasmKernel(config: tf.KernelConfig): tf.KernelConfig | undefined {
+  const current = tf.getKernel(config.kernelName, 'wasm');
+  if (current?.kernelFunc === config.kernelFunc) return undefined;
+  if (current != null) tf.unregisterKernel(config.kernelName, 'wasm');
+  // The stock setupFunc binds the C++ function the stock kernelFunc calls; it runs when the
+  // backend initialises, so it must stay registered for a fallback to the stock kernel to work.
+  tf.registerKernel({ ...config, setupFunc: current?.setupFunc });
+  return current;
+}
+
 export function runKernel(
   backend: BackendWasm,
   kernelName: string,

@@ -7,7 +7,7 @@ import { conv2DBackpropFilterConfig } from './conv2d-backprop-filter.js';
 import { conv2DBackpropInputConfig } from './conv2d-backprop-input.js';
 import { depthwiseConv2dNativeBackpropFilterConfig } from './depthwise-conv2d-backprop-filter.js';
 import { depthwiseConv2dNativeBackpropInputConfig } from './depthwise-conv2d-backprop-input.js';
-import { rememberStockKernel } from './kernel-utils.js';
+import { rememberStockKernel, replaceWasmKernel } from './kernel-utils.js';
 import { identityConfig } from './identity.js';
 import { maxPoolGradConfig } from './max-pool-grad.js';
 import { meanConfig, sumConfig } from './reduce.js';
@@ -61,14 +61,7 @@ export function registerWasmTrainingKernels(options: RegisterOptions = {}): void
   }
   if (options.replaceStock === false) return;
   for (const config of replacementKernelConfigs) {
-    const current = tf.getKernel(config.kernelName, 'wasm');
-    if (current?.kernelFunc === config.kernelFunc) continue;
-    if (current != null) {
-      rememberStockKernel(config.kernelName, current.kernelFunc);
-      tf.unregisterKernel(config.kernelName, 'wasm');
-    }
-    // The stock setupFunc binds the C++ function its kernelFunc calls; it runs when the backend
-    // initialises, so it must stay registered for the stock fallback to work.
-    tf.registerKernel({ ...config, setupFunc: current?.setupFunc });
+    const replaced = replaceWasmKernel(config);
+    if (replaced) rememberStockKernel(config.kernelName, replaced.kernelFunc);
   }
 }
