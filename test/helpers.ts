@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { ManifestDraft } from '../src/artifacts/manifest.js';
 import { TerminalReporter } from '../src/report/terminal.js';
 import type { TrainingObserver } from '../src/train/progress.js';
 
@@ -140,4 +141,22 @@ export class RecordingReporter extends TerminalReporter {
       info: (message) => void this.infos.push(`${stage}: ${message}`),
     };
   }
+}
+
+/** A minimal manifest draft for store tests: a train stage with this fingerprint and no inputs. */
+export function manifestDraft(fingerprint: string): ManifestDraft {
+  const now = new Date().toISOString();
+  return {
+    kind: 'train',
+    fingerprint,
+    fingerprintDetails: { config: '', stages: {}, data: {}, files: {}, seed: 1, code: '' },
+    config: {},
+    inputs: { stages: {}, data: {} },
+    seed: 1,
+    backend: 'cpu',
+    libraries: {},
+    timings: { startedAt: now, finishedAt: now, durationMs: 0 },
+    runId: `run-${fingerprint}`,
+    metrics: {},
+  };
 }

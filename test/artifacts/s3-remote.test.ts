@@ -3,12 +3,12 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MANIFEST_FILE, type ManifestDraft } from '../../src/artifacts/manifest.js';
+import { MANIFEST_FILE } from '../../src/artifacts/manifest.js';
 import { S3Remote } from '../../src/artifacts/s3-remote.js';
 import { LocalArtifactStore, type StoredVersion } from '../../src/artifacts/store.js';
 import { IntegrityError, PipelineError } from '../../src/errors.js';
 import { sha256 } from '../../src/util/hash.js';
-import { rejects, removeTempDirs, tempDir } from '../helpers.js';
+import { manifestDraft, rejects, removeTempDirs, tempDir } from '../helpers.js';
 import { startS3Server, type S3TestServer } from './s3-server.js';
 
 // S3Remote against a real S3-protocol server (s3rver on loopback) through the real AWS SDK,
@@ -36,22 +36,6 @@ function freshRemote(): { remote: S3Remote; prefix: string } {
   return { remote: new S3Remote({ bucket: server.bucket, prefix }), prefix };
 }
 
-function draft(fingerprint: string): ManifestDraft {
-  return {
-    kind: 'train',
-    fingerprint,
-    fingerprintDetails: { config: '', stages: {}, data: {}, files: {}, seed: 1, code: '' },
-    config: {},
-    inputs: { stages: {}, data: {} },
-    seed: 1,
-    backend: 'cpu',
-    libraries: {},
-    timings: { startedAt: '', finishedAt: '', durationMs: 0 },
-    runId: 'test',
-    metrics: {},
-  };
-}
-
 /** A local version of demo/<stage> holding `files`; its fingerprint is the hash of `tag`. */
 async function localVersion(store: LocalArtifactStore, stage: string, files: Record<string, string>, tag = stage): Promise<StoredVersion> {
   return store.publish('demo', stage, async (dir) => {
@@ -59,7 +43,7 @@ async function localVersion(store: LocalArtifactStore, stage: string, files: Rec
       await mkdir(dirname(join(dir, name)), { recursive: true });
       await writeFile(join(dir, name), text);
     }
-    return draft(sha256(tag));
+    return manifestDraft(sha256(tag));
   });
 }
 

@@ -3,32 +3,14 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ManifestDraft } from '../../src/artifacts/manifest.js';
 import { LocalArtifactStore } from '../../src/artifacts/store.js';
-import { removeTempDirs, tempDir } from '../helpers.js';
+import { manifestDraft, removeTempDirs, tempDir } from '../helpers.js';
 
 // publish() from several writers at once, as concurrent runs do: version numbers are never taken
 // twice nor lost, a version with the same fingerprint is reused rather than duplicated, and no
 // temporary folder is left behind.
 
 test.after(removeTempDirs);
-
-function draft(fingerprint: string): ManifestDraft {
-  const now = new Date().toISOString();
-  return {
-    kind: 'train',
-    fingerprint,
-    fingerprintDetails: { config: '', stages: {}, data: {}, files: {}, seed: 1, code: '' },
-    config: {},
-    inputs: { stages: {}, data: {} },
-    seed: 1,
-    backend: 'cpu',
-    libraries: {},
-    timings: { startedAt: now, finishedAt: now, durationMs: 0 },
-    runId: `run-${fingerprint}`,
-    metrics: {},
-  };
-}
 
 const fp = (n: number) => n.toString(16).padStart(64, '0');
 
@@ -49,7 +31,7 @@ test('writers publishing at once get distinct versions, each manifest naming its
         await writeFile(join(dir, 'out.txt'), `writer ${n}`);
         if (++started === 6) go();
         await allStarted;
-        return draft(fp(n));
+        return manifestDraft(fp(n));
       }),
     ),
   );
@@ -66,14 +48,14 @@ test('a version with the same fingerprint published meanwhile is returned instea
   let first;
   const second = await store.publish('p', 's', async (dir) => {
     // Another writer publishes the same fingerprint while this one computes.
-    first = await store.publish('p', 's', async (d) => (await writeFile(join(d, 'out.txt'), 'a'), draft(fp(7))));
+    first = await store.publish('p', 's', async (d) => (await writeFile(join(d, 'out.txt'), 'a'), manifestDraft(fp(7))));
     await writeFile(join(dir, 'out.txt'), 'b');
-    return draft(fp(7));
+    return manifestDraft(fp(7));
   });
   assert.is(second.version, 1);
   assert.equal(second.manifest, first!.manifest);
   assert.equal(await readdir(stageDir), ['v1']);
-  const forced = await store.publish('p', 's', async (d) => (await writeFile(join(d, 'out.txt'), 'c'), draft(fp(7))), { duplicate: true });
+  const forced = await store.publish('p', 's', async (d) => (await writeFile(join(d, 'out.txt'), 'c'), manifestDraft(fp(7))), { duplicate: true });
   assert.is(forced.version, 2);
 });
 
@@ -84,7 +66,7 @@ test("a dead writer's half version is removed by the next publish; a live writer
   const live = join(stageDir, '.tmp', `v-${host}-${process.pid}-ghijkl`);
   const elsewhere = join(stageDir, '.tmp', 'v-other-host-999999999-mnopqr');
   for (const dir of [dead, live, elsewhere]) await mkdir(dir, { recursive: true });
-  await store.publish('p', 's', async (d) => (await writeFile(join(d, 'out.txt'), 'x'), draft(fp(1))));
+  await store.publish('p', 's', async (d) => (await writeFile(join(d, 'out.txt'), 'x'), manifestDraft(fp(1))));
   assert.equal((await readdir(join(stageDir, '.tmp'))).sort(), [`v-${host}-${process.pid}-ghijkl`, 'v-other-host-999999999-mnopqr'].sort());
 });
 
