@@ -12,8 +12,8 @@ import { TerminalReporter } from '../../src/report/terminal.js';
 import { loadPipeline } from '../../src/spec/pipeline.js';
 import { exists } from '../../src/util/fs.js';
 import { sha256 } from '../../src/util/hash.js';
-import { fixture, rejects, removeTempDirs, tempDir } from '../helpers.js';
-import { startS3Server, type S3TestServer } from './s3-server.js';
+import { fixture, rejects, tempDir } from '../helpers.js';
+import { useS3Server, type S3TestServer } from './s3-server.js';
 
 // Real runs of the iris pipeline (net -> check) on "machines" that share nothing but an S3 remote:
 // each is a CachedArtifactStore over its own local folder, talking to s3rver through the real SDK.
@@ -22,18 +22,7 @@ const quiet = new TerminalReporter({ quiet: true });
 let server: S3TestServer;
 let prefixes = 0;
 
-test.before(async () => {
-  server = await startS3Server();
-  Object.assign(process.env, server.env);
-});
-test.after(async () => {
-  await server.close();
-  await removeTempDirs();
-});
-test.before.each(() => {
-  server.failRequests(undefined);
-  server.resetTraffic();
-});
+useS3Server(test, (started) => (server = started));
 
 const freshPrefix = () => `c${++prefixes}`;
 const remoteAt = (prefix: string) => new S3Remote({ bucket: server.bucket, prefix });

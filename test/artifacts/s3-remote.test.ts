@@ -8,8 +8,8 @@ import { S3Remote } from '../../src/artifacts/s3-remote.js';
 import { LocalArtifactStore, type StoredVersion } from '../../src/artifacts/store.js';
 import { IntegrityError, PipelineError } from '../../src/errors.js';
 import { sha256 } from '../../src/util/hash.js';
-import { manifestDraft, rejects, removeTempDirs, tempDir } from '../helpers.js';
-import { startS3Server, type S3TestServer } from './s3-server.js';
+import { manifestDraft, rejects, tempDir } from '../helpers.js';
+import { startS3Server, useS3Server, type S3TestServer } from './s3-server.js';
 
 // S3Remote against a real S3-protocol server (s3rver on loopback) through the real AWS SDK,
 // configured from the environment as a user's would be.
@@ -17,18 +17,7 @@ import { startS3Server, type S3TestServer } from './s3-server.js';
 let server: S3TestServer;
 let prefixes = 0;
 
-test.before(async () => {
-  server = await startS3Server();
-  Object.assign(process.env, server.env);
-});
-test.after(async () => {
-  await server.close();
-  await removeTempDirs();
-});
-test.before.each(() => {
-  server.failRequests(undefined);
-  server.resetTraffic();
-});
+useS3Server(test, (started) => (server = started));
 
 /** A remote under a prefix of its own, so tests do not see each other's objects. */
 function freshRemote(): { remote: S3Remote; prefix: string } {

@@ -1,6 +1,7 @@
 import { S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
-import { tempDir } from '../helpers.js';
+import type { Test } from 'uvu';
+import { removeTempDirs, tempDir } from '../helpers.js';
 
 // A real S3-protocol server on loopback for tests and benchmarks: s3rver on a free port, its
 // objects in a temp folder (removed by removeTempDirs), one bucket created. Point code at it through
@@ -161,4 +162,26 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Te
 
 function s3Error(code: string, message: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+}
+
+/**
+ * One server for a uvu suite, handed to `use` once started: its AWS_* settings go into
+ * process.env, each test starts with no injected failures and zeroed traffic, and after the
+ * suite the server closes and the temp folders go.
+ */
+export function useS3Server(suite: Test, use: (server: S3TestServer) => void): void {
+  let server: S3TestServer;
+  suite.before(async () => {
+    server = await startS3Server();
+    Object.assign(process.env, server.env);
+    use(server);
+  });
+  suite.after(async () => {
+    await server.close();
+    await removeTempDirs();
+  });
+  suite.before.each(() => {
+    server.failRequests(undefined);
+    server.resetTraffic();
+  });
 }
