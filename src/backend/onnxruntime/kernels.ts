@@ -115,9 +115,11 @@ function convSupported(info: ConvInfo, attrs: tf.NamedAttrMap): boolean {
   return nhwc && info.dilationHeight === 1 && info.dilationWidth === 1 && macs(info) >= onnxruntimeKernelOptions.minMacs;
 }
 
-function macs(info: ConvInfo): number {
-  return info.batchSize * info.outHeight * info.outWidth * info.outChannels * info.filterHeight * info.filterWidth * info.inChannels;
-}
+const patchElements = (info: ConvInfo): number =>
+  info.batchSize * info.outHeight * info.outWidth * info.filterHeight * info.filterWidth * info.inChannels;
+
+/** Multiply-adds of the convolution: one per patch-matrix element and output channel. */
+const macs = (info: ConvInfo): number => patchElements(info) * info.outChannels;
 
 function convKey(info: ConvInfo): string {
   const p = info.padInfo;
@@ -157,8 +159,6 @@ function im2col(g: GraphBuilder, x: string, info: ConvInfo): string {
   return g.reshape(patches, [-1, info.filterHeight * info.filterWidth * info.inChannels]);
 }
 
-const patchElements = (info: ConvInfo): number =>
-  info.batchSize * info.outHeight * info.outWidth * info.filterHeight * info.filterWidth * info.inChannels;
 
 function conv2dGraph(info: ConvInfo, method: 'im2col' | 'nchw', bias: boolean, activation: string, alpha?: number): KernelGraph {
   const patch = info.filterHeight * info.filterWidth * info.inChannels;
@@ -340,10 +340,6 @@ function inputGradByCol2im(g: GraphBuilder, info: ConvInfo): void {
 
 // ---- matrix products ----
 
-function leadingSize(shape: number[]): number {
-  return shape.slice(0, -2).reduce((a, b) => a * b, 1);
-}
-
 function matMul(args: KernelArgs, kernelName: string): tf.TensorInfo | tf.TensorInfo[] {
   const backend = args.backend as BackendWasm;
   const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
@@ -358,8 +354,8 @@ function matMul(args: KernelArgs, kernelName: string): tf.TensorInfo | tf.Tensor
   const n = transB ? bRows : bCols;
   const biasOk = bias == null || (bias.shape.length === 1 && bias.shape[0] === n);
   if (
-    leadingSize(a!.shape) !== 1 ||
-    leadingSize(b!.shape) !== 1 ||
+    tf.util.sizeFromShape(a!.shape.slice(0, -2)) !== 1 ||
+    tf.util.sizeFromShape(b!.shape.slice(0, -2)) !== 1 ||
     a!.dtype !== 'float32' ||
     b!.dtype !== 'float32' ||
     m * n * k < onnxruntimeKernelOptions.minMacs ||

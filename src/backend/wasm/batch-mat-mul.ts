@@ -20,12 +20,6 @@ const TRANSPOSE_COST = 1;
 /** Right-hand operands that the stock kernel has packed (and cached) as weights. */
 const packedRightHands = new WeakSet<object>();
 
-function batchSize(shape: number[]): number {
-  let size = 1;
-  for (let i = 0; i < shape.length - 2; i++) size *= shape[i];
-  return size;
-}
-
 /** x as a [1, rows, cols] matrix, transposed when asked (a copy then, else a shared view). */
 function asMatrix(backend: BackendWasm, x: tf.TensorInfo, transposed: boolean): tf.TensorInfo {
   const rows = x.shape[x.shape.length - 2];
@@ -46,7 +40,7 @@ function makeMatMul(kernelName: string) {
     if (a == null || b == null) throw new Error(`${kernelName}: missing operand`);
     const transposeA = attrs.transposeA === true;
     const transposeB = attrs.transposeB === true;
-    if (batchSize(a.shape) !== 1 || batchSize(b.shape) !== 1 || a.dtype !== 'float32' || b.dtype !== 'float32') {
+    if (tf.util.sizeFromShape(a.shape.slice(0, -2)) !== 1 || tf.util.sizeFromShape(b.shape.slice(0, -2)) !== 1 || a.dtype !== 'float32' || b.dtype !== 'float32') {
       return runStockKernel(backend, kernelName, args.inputs, args.attrs ?? {});
     }
     const aRows = a.shape[a.shape.length - 2];

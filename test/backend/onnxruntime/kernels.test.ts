@@ -12,6 +12,7 @@ import { describeError, maxError, onBoth, seededTensor } from '../wasm/helpers.j
 // filters. The thresholds at 0 send even the tiny cases through onnxruntime instead of the fallback.
 
 registerOnnxruntimeKernels();
+const defaults = { ...onnxruntimeKernelOptions };
 onnxruntimeKernelOptions.minMacs = 0;
 onnxruntimeKernelOptions.minForwardChannels = 0;
 
@@ -33,19 +34,19 @@ async function expectClose(what: string, fn: () => tf.Tensor): Promise<void> {
         tf.conv2d(seededTensor(s.x, 1 + i) as tf.Tensor4D, seededTensor(s.w, 2 + i) as tf.Tensor4D, c.strides, c.pad),
       );
     }
-    onnxruntimeKernelOptions.forwardMethod = 'auto';
+    onnxruntimeKernelOptions.forwardMethod = defaults.forwardMethod;
     // One Gemm over the patch matrix, and one per filter tap (large images).
     for (const maxPatchElements of [Infinity, 0]) {
       onnxruntimeKernelOptions.maxPatchElements = maxPatchElements;
       await expectClose(`Conv2DBackpropFilter (${maxPatchElements ? 'patch matrix' : 'per tap'})`, filterGrad(c, i));
     }
-    onnxruntimeKernelOptions.maxPatchElements = 8_000_000;
+    onnxruntimeKernelOptions.maxPatchElements = defaults.maxPatchElements;
     // Both ways of forming it (col2im exists for stride 1 only; the option falls back otherwise).
     for (const method of ['col2im', 'convTranspose'] as const) {
       onnxruntimeKernelOptions.inputGradMethod = method;
       await expectClose(`Conv2DBackpropInput (${method})`, inputGrad(c, i));
     }
-    onnxruntimeKernelOptions.inputGradMethod = 'auto';
+    onnxruntimeKernelOptions.inputGradMethod = defaults.inputGradMethod;
   });
 });
 
@@ -67,7 +68,7 @@ for (const activation of ['linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrel
       }),
       );
     }
-    onnxruntimeKernelOptions.forwardMethod = 'auto';
+    onnxruntimeKernelOptions.forwardMethod = defaults.forwardMethod;
     await expectClose('_FusedMatMul', () =>
       tf.fused.matMul({ a: seededTensor([7, 5], 4) as tf.Tensor2D, b: seededTensor([5, 9], 5) as tf.Tensor2D, bias: seededTensor([9], 6), activation, leakyreluAlpha: 0.1 }),
     );
