@@ -19,6 +19,9 @@ export async function tempDir(prefix = 'tfjs-pipeline-test-'): Promise<string> {
   return dir;
 }
 export async function removeTempDirs(): Promise<void> {
+  // A command that a failed test left running (e.g. held at a fault point) would keep this process
+  // from exiting and keep writing into the folders: it goes first.
+  await Promise.all([...started].map((child) => new Promise((resolve) => (child.once('close', resolve), child.kill('SIGKILL')))));
   await Promise.all(made.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 }
 
@@ -53,9 +56,14 @@ export interface RunningCli {
   ended: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** Commands startCli started that have not ended yet. */
+const started = new Set<ChildProcess>();
+
 /** Starts the real `pipeline` command without waiting for it: to stop or kill it at some point. */
 export function startCli(args: string[], env: Record<string, string> = {}): RunningCli {
   const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } });
+  started.add(child);
+  child.once('close', () => started.delete(child));
   let output = '';
   const watchers: { pattern: RegExp; resolve: () => void }[] = [];
   const onData = (d: Buffer) => {
