@@ -21,7 +21,8 @@ function misc(): tf.Sequential {
 for (const name of ['seed003', 'mid', 'big', 'mlp', 'misc'] as const) {
   test(`${name} trains on wasm`, async () => {
     await useBackend('wasm');
-    const model = name === 'misc' ? misc() : buildModel(name as ModelName);
+    // big's dropout (rate 0.5 at batch 4) made its loss fall or not by chance: seeded, it is fixed.
+    const model = name === 'misc' ? misc() : buildModel(name as ModelName, { seed: 7 });
     const optimizer = tf.train.adam(1e-3);
     const x = seededTensor([4, 28, 28, 1], 1);
     const y = tf.oneHot(tf.tensor1d([1, 2, 3, 4], 'int32'), 10);
