@@ -76,6 +76,12 @@ export async function main(argv: string[]): Promise<void> {
             array: true,
             describe: 'run only this stage (repeatable); the stages it reads must be in the store already',
           })
+          .option('executor', {
+            choices: ['local', 'queue'] as const,
+            default: 'local' as const,
+            describe: 'queue: enqueue the stages for `pipeline worker`s (BullMQ on --redis)',
+          })
+          .option('redis', { type: 'string', describe: 'with --executor queue: redis://host:port' })
           .option('sweep-id', { type: 'string', describe: 'record the run as one of this sweep (set by `pipeline sweep`)', hidden: true })
           .option('quiet', { type: 'boolean', default: false, describe: 'print only errors' })
           .option('log-format', {
@@ -83,7 +89,21 @@ export async function main(argv: string[]): Promise<void> {
             default: 'text' as const,
             describe: 'json: one JSON object per line and event on stdout, for CI',
           }),
-      wrap(async (args) => (await import('./commands.js')).runCommand(args)),
+      wrap(async (args) =>
+        args.executor === 'queue' ? (await import('./queue.js')).queuedRunCommand(args) : (await import('./commands.js')).runCommand(args),
+      ),
+    )
+    .command(
+      'worker',
+      'take stage jobs of `run --executor queue` from Redis and run them (until Ctrl-C)',
+      (y) =>
+        y
+          .option('redis', { type: 'string', demandOption: true, describe: 'redis://host:port' })
+          .option('concurrency', { type: 'number', default: 1, describe: 'stages run at a time in this process' })
+          .option('capability', { type: 'string', array: true, default: [] as string[], describe: 'gpu: also take GPU stages' })
+          .option('backend', { choices: BACKEND_CHOICES, describe: "tfjs backend for jobs that name none (default: the file's)" })
+          .option('quiet', { type: 'boolean', default: false, describe: 'print only job lines' }),
+      wrap(async (args) => (await import('./queue.js')).workerCommand(args)),
     )
     .command(
       'validate <file>',
@@ -193,7 +213,7 @@ export async function main(argv: string[]): Promise<void> {
       (y) => y,
       wrap(async () => (await import('./commands.js')).schemaCommand()),
     )
-    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, serve, gc, push, pull or schema')
+    .demandCommand(1, 'name a command: run, worker, validate, plan, runs, show, report, diff, serve, gc, push, pull or schema')
     .strict()
     .recommendCommands()
     .fail((message, err, y) => {

@@ -48,9 +48,13 @@ interface RawPipeline {
   stages: Record<string, { uses: string; description?: string } & Record<string, unknown>>;
 }
 
-export async function loadPipeline(file: string, sets: string[] = []): Promise<Pipeline> {
+/**
+ * `text`, when given, is the file's content read elsewhere (a queue worker gets it in the job):
+ * relative paths in it still resolve against `file`'s folder.
+ */
+export async function loadPipeline(file: string, sets: string[] = [], text?: string): Promise<Pipeline> {
   registerAllStageKinds();
-  const doc = await loadSpec(file, { schema: pipelineSchema(), sets });
+  const doc = await loadSpec(file, { schema: pipelineSchema(), sets, text });
   const raw = doc.data as RawPipeline;
   const storeProblem = raw.store === undefined ? undefined : storeSpecProblem(raw.store);
   if (storeProblem) throw new SpecError([{ ...doc.positionOf(['store']), path: 'store', message: storeProblem }], doc.file);
