@@ -54,6 +54,16 @@ const withSelection = <T>(y: Argv<T>) =>
     .option('pipeline', { type: 'string', describe: 'only this pipeline' })
     .option('stage', { type: 'string', describe: 'only this stage: STAGE or STAGE@vN' });
 
+/** Where `run` and `sweep` compute stages: here, or on `pipeline worker`s through Redis. */
+const EXECUTOR_OPTIONS = {
+  executor: {
+    choices: ['local', 'queue'] as const,
+    default: 'local' as const,
+    describe: 'queue: enqueue the stages for `pipeline worker`s (BullMQ on --redis)',
+  },
+  redis: { type: 'string', describe: 'with --executor queue: redis://host:port' },
+} as const;
+
 export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('pipeline')
@@ -76,6 +86,7 @@ export async function main(argv: string[]): Promise<void> {
             array: true,
             describe: 'run only this stage (repeatable); the stages it reads must be in the store already',
           })
+          .options(EXECUTOR_OPTIONS)
           .option('sweep-id', { type: 'string', describe: 'record the run as one of this sweep (set by `pipeline sweep`)', hidden: true })
           .option('resume', {
             type: 'boolean',
@@ -88,7 +99,21 @@ export async function main(argv: string[]): Promise<void> {
             default: 'text' as const,
             describe: 'json: one JSON object per line and event on stdout, for CI',
           }),
-      wrap(async (args) => (await import('./commands.js')).runCommand(args)),
+      wrap(async (args) =>
+        args.executor === 'queue' ? (await import('./queue.js')).queuedRunCommand(args) : (await import('./commands.js')).runCommand(args),
+      ),
+    )
+    .command(
+      'worker',
+      'take stage jobs of `run --executor queue` from Redis and run them (until Ctrl-C)',
+      (y) =>
+        y
+          .option('redis', { type: 'string', demandOption: true, describe: 'redis://host:port' })
+          .option('concurrency', { type: 'number', default: 1, describe: 'stages run at a time in this process' })
+          .option('capability', { type: 'string', array: true, default: [] as string[], describe: 'gpu: also take GPU stages' })
+          .option('backend', { choices: BACKEND_CHOICES, describe: "tfjs backend for jobs that name none (default: the file's)" })
+          .option('quiet', { type: 'boolean', default: false, describe: 'print only job lines' }),
+      wrap(async (args) => (await import('./queue.js')).workerCommand(args)),
     )
     .command(
       'validate <file>',
@@ -206,7 +231,8 @@ export async function main(argv: string[]): Promise<void> {
             demandOption: true,
             describe: 'stage.key=value1,value2,... (repeatable): the runs are every combination',
           })
-          .option('parallel', { type: 'number', describe: 'runs at once (default: half the CPUs, at least 1)' })
+          .options(EXECUTOR_OPTIONS)
+          .option('parallel', { type: 'number', describe: 'runs at once (default: half the CPUs, at least 1; with --executor queue, all)' })
           .option('metric', { type: 'string', describe: '[STAGE.]NAME to rank by (default: the last stage\'s test_accuracy)' })
           .option('backend', { choices: BACKEND_CHOICES, describe: "tfjs backend of every run (overrides the file's)" })
           .option('out', { type: 'string', describe: 'write the leaderboard JSON here (default: <store>/<pipeline>/sweeps/<id>.json)' }),
@@ -231,7 +257,7 @@ export async function main(argv: string[]): Promise<void> {
       (y) => y,
       wrap(async () => (await import('./commands.js')).schemaCommand()),
     )
-    .demandCommand(1, 'name a command: run, validate, plan, runs, show, report, diff, sweep, serve, gc, push, pull, compile or schema')
+    .demandCommand(1, 'name a command: run, worker, validate, plan, runs, show, report, diff, sweep, serve, gc, push, pull, compile or schema')
     .strict()
     .recommendCommands()
     .fail((message, err, y) => {

@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import type { BackendChoice } from '../backend/select.js';
 import { parseGrid, runSweep, type SweepResult, type SweepRun } from '../engine/sweep.js';
-import { EXIT_OK, EXIT_STAGE_FAILED } from '../errors.js';
+import { EXIT_OK, EXIT_STAGE_FAILED, InputError } from '../errors.js';
 import { formatNumber, formatTable } from '../report/terminal.js';
 import { loadPipeline } from '../spec/pipeline.js';
 import { openStore, storeText } from './commands.js';
@@ -19,6 +19,8 @@ export interface SweepArgs {
   metric?: string;
   backend?: BackendChoice;
   out?: string;
+  executor: 'local' | 'queue';
+  redis?: string;
 }
 
 const print = (text = '') => process.stdout.write(`${text}\n`);
@@ -26,6 +28,7 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 const params = (run: SweepRun) => Object.entries(run.params).map(([k, v]) => `${k}=${v}`).join(' ');
 
 export async function sweepCommand(args: SweepArgs): Promise<number> {
+  if (args.executor === 'queue' && !args.redis) throw new InputError('--executor queue needs --redis redis://host:port (the Redis the workers take jobs from)');
   const grid = parseGrid(args.grid);
   const pipeline = await loadPipeline(args.file, args.set);
   const store = await openStore(args, pipeline);
@@ -41,10 +44,12 @@ export async function sweepCommand(args: SweepArgs): Promise<number> {
   const result = await runSweep(pipeline, {
     store,
     storeArg: storeText(args.store, pipeline),
+    cacheArg: args.cache,
     grid,
     parallel: args.parallel,
     metric: args.metric,
     backend: args.backend,
+    ...(args.executor === 'queue' ? { redis: args.redis } : {}),
     signal: controller.signal,
     onEvent: (event) => {
       const { run, total } = event;

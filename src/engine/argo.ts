@@ -1,7 +1,7 @@
 import { relative, sep } from 'node:path';
 import { Document } from 'yaml';
 import type { BackendChoice } from '../backend/select.js';
-import type { Pipeline, ResolvedStage } from '../spec/pipeline.js';
+import { stagePlacement, type Pipeline } from '../spec/pipeline.js';
 import { TOOL_VERSION } from '../version.js';
 
 // `pipeline compile FILE --target argo`: the stage graph as an Argo Workflow. One DAG task per
@@ -15,7 +15,6 @@ import { TOOL_VERSION } from '../version.js';
 // schema types them and its own examples do.
 
 export const DEFAULT_IMAGE = `tfjs-pipeline:${TOOL_VERSION}`;
-const GPU_BACKENDS: readonly BackendChoice[] = ['webgpu', 'tensorflow-gpu'];
 const GPU_RESOURCE = 'nvidia.com/gpu';
 /** Exit status 2 is bad input (a wrong file, a missing input stage): no retry can fix it. */
 const RETRY_EXPRESSION = 'lastRetry.exitCode != "2"';
@@ -60,22 +59,14 @@ export interface ArgoWorkflow {
   spec: { entrypoint: string; templates: Template[] };
 }
 
-/** GPUs a step of this stage asks for: its `resources.gpu`, else 1 on a GPU backend. */
-export function gpusFor(stage: ResolvedStage, backend: BackendChoice): number {
-  return stage.resources?.gpu ?? (GPU_BACKENDS.includes(backend) ? 1 : 0);
-}
-
 export function compileArgoWorkflow(pipeline: Pipeline, options: ArgoOptions): ArgoWorkflow {
-  const backend = options.backend ?? pipeline.backend;
   const names = argoNames(pipeline.graph.order);
   const entry = uniqueName('pipeline', new Set(names.values()));
   const file = (relative(options.cwd ?? process.cwd(), pipeline.file) || pipeline.file).split(sep).join('/');
   const env = Object.entries(options.env ?? {}).map(([name, value]) => ({ name, value }));
   const templates: Template[] = pipeline.graph.order.map((name) => {
     const stage = pipeline.stages.get(name)!;
-    const gpus = gpusFor(stage, backend);
-    // A CPU step of a GPU pipeline (resources.gpu: 0) cannot load the file's GPU backend.
-    const stepBackend = gpus === 0 && GPU_BACKENDS.includes(backend) ? 'auto' : options.backend;
+    const { gpus, backend: stepBackend } = stagePlacement(stage, pipeline.backend, options.backend);
     const args = [
       'run', file, '--only', name, '--store', options.store,
       ...(stepBackend ? ['--backend', stepBackend] : []),

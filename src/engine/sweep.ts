@@ -139,9 +139,13 @@ export interface SweepOptions {
   store: ArtifactStore;
   /** The same store as the child `pipeline run` takes it (--store). */
   storeArg: string;
+  /** The local folder in front of an s3:// store (--cache), where the children record their runs. */
+  cacheArg?: string;
   grid: GridAxis[];
-  /** Runs at once; default: half the CPUs (each run is one busy process), at least 1. */
+  /** Runs at once; default: half the CPUs (each run is one busy process), at least 1; on a queue, all. */
   parallel?: number;
+  /** Each run submits its stages to the workers on this Redis (`run --executor queue`) instead of computing them. */
+  redis?: string;
   metric?: string;
   backend?: BackendChoice;
   /** How to start the CLI; default: this Node with this package's bin/pipeline.js. */
@@ -159,10 +163,11 @@ const PIPELINE_BIN = fileURLToPath(new URL('../../../bin/pipeline.js', import.me
 
 /** Runs the sweep; `pipeline` is the file loaded with the sweep's own --set (not the grid's). */
 export async function runSweep(pipeline: Pipeline, options: SweepOptions): Promise<SweepResult> {
-  const parallel = options.parallel ?? defaultParallelism();
+  const combos = expandGrid(options.grid);
+  // On a queue a run's process only submits and waits: the workers bound how much runs at once.
+  const parallel = options.parallel ?? (options.redis ? combos.length : defaultParallelism());
   if (!Number.isSafeInteger(parallel) || parallel < 1) throw new InputError(`--parallel ${parallel}: expected a whole number >= 1`);
   const metric = parseMetric(options.metric, pipeline);
-  const combos = expandGrid(options.grid);
   // Every combination is checked before any starts, so a bad value fails the sweep at once.
   for (const [i, combo] of combos.entries()) {
     try {
@@ -238,7 +243,9 @@ async function runOne(pipeline: Pipeline, run: SweepRun, sweepId: string, option
   const [command, ...prefix] = options.command ?? [process.execPath, PIPELINE_BIN];
   const args = [
     ...prefix, 'run', pipeline.file, '--store', options.storeArg, '--log-format', 'json', '--sweep-id', sweepId,
+    ...(options.cacheArg ? ['--cache', options.cacheArg] : []),
     ...(options.backend ? ['--backend', options.backend] : []),
+    ...(options.redis ? ['--executor', 'queue', '--redis', options.redis] : []),
     ...run.overrides.flatMap((o) => ['--set', o]),
   ];
   const started = Date.now();

@@ -18,6 +18,7 @@ import type { EpochLogs, TrainingObserver } from '../train/progress.js';
 //   stage-done    stage, kind, version, durationMs, metrics (the headline)
 //   stage-failed  stage, kind, durationMs, error
 //   warning       message
+//   queue         message (`run --executor queue`: what the workers report, as the text lines say it)
 //   run-end       run, status, durationMs, record, report?, error?, stages: [{stage, status, version?}]
 //
 // No progress bars: a batch-level event stream would only bloat CI logs. Metrics that are not
@@ -28,6 +29,11 @@ export class JsonLinesReporter implements RunReporter {
 
   private emit(event: string, fields: Record<string, unknown>): void {
     this.out.write(`${JSON.stringify({ event, time: new Date().toISOString(), ...fields })}\n`);
+  }
+
+  /** A line of `run --executor queue`, which follows workers instead of running stages. */
+  queue(message: string): void {
+    this.emit('queue', { message });
   }
 
   runStart(pipeline: Pipeline, plans: StagePlan[]): void {

@@ -1,6 +1,6 @@
 // The one call the CLI needs: read, apply --set, validate, and fail with every problem at once.
 import { SpecError, formatPath, sortDiagnostics, type Diagnostic, type PathSegment } from './diagnostics.js';
-import { readSpecFile, type SpecDocument } from './document.js';
+import { parseSpecText, readSpecFile, type SpecDocument } from './document.js';
 import { isPlainObject } from './describe.js';
 import { applyOverrides } from './overrides.js';
 import { validateAgainstSchema } from './validate.js';
@@ -10,11 +10,13 @@ export interface LoadSpecOptions {
   schema: object;
   /** `--set key.path=value` expressions, applied in order before validation. */
   sets?: string[];
+  /** The file's content, when it came from elsewhere (a queue job): `file` then only names it. */
+  text?: string;
 }
 
 /** Reads, overrides and validates a pipeline file; throws InputError / SpecError, else returns the valid document. */
 export async function loadSpec(file: string, options: LoadSpecOptions): Promise<SpecDocument> {
-  const doc = await readSpecFile(file);
+  const doc = options.text === undefined ? await readSpecFile(file) : parseSpecText(file, options.text);
   const properties = (options.schema as { properties?: unknown }).properties;
   applyOverrides(doc, options.sets ?? [], { topLevelKeys: isPlainObject(properties) ? Object.keys(properties) : [] });
   const forbidden = forbiddenValues(doc);

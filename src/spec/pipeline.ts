@@ -26,6 +26,26 @@ export interface ResolvedStage {
   resources?: StageResources;
 }
 
+/** Backends that need a GPU: a stage on one goes to a GPU machine (an Argo GPU step, the gpu queue). */
+export const GPU_BACKENDS: readonly BackendChoice[] = ['webgpu', 'tensorflow-gpu'];
+
+export interface StagePlacement {
+  /** GPUs the stage asks for: its `resources.gpu`, else 1 on a GPU backend. */
+  gpus: number;
+  /** The --backend a machine runs it with: undefined for the file's (or the given) one. */
+  backend?: BackendChoice;
+}
+
+/**
+ * Where a stage runs, for executors that place stages on machines (Argo, the queue). A CPU stage of
+ * a GPU pipeline (`resources: {gpu: 0}`) runs on `auto`: its machine cannot load the GPU backend.
+ */
+export function stagePlacement(stage: ResolvedStage, fileBackend: BackendChoice, backend?: BackendChoice): StagePlacement {
+  const chosen = backend ?? fileBackend;
+  const gpus = stage.resources?.gpu ?? (GPU_BACKENDS.includes(chosen) ? 1 : 0);
+  return { gpus, backend: gpus === 0 && GPU_BACKENDS.includes(chosen) ? 'auto' : backend };
+}
+
 /** Where a result is computed does not change it, so these stay out of the fingerprint. */
 export interface StageResources {
   gpu?: number;
@@ -57,9 +77,13 @@ interface RawPipeline {
   stages: Record<string, { uses: string; description?: string; resources?: StageResources } & Record<string, unknown>>;
 }
 
-export async function loadPipeline(file: string, sets: string[] = []): Promise<Pipeline> {
+/**
+ * `text`, when given, is the file's content read elsewhere (a queue worker gets it in the job):
+ * relative paths in it still resolve against `file`'s folder.
+ */
+export async function loadPipeline(file: string, sets: string[] = [], text?: string): Promise<Pipeline> {
   registerAllStageKinds();
-  const doc = await loadSpec(file, { schema: pipelineSchema(), sets });
+  const doc = await loadSpec(file, { schema: pipelineSchema(), sets, text });
   const raw = doc.data as RawPipeline;
   const storeProblem = raw.store === undefined ? undefined : storeSpecProblem(raw.store);
   if (storeProblem) throw new SpecError([{ ...doc.positionOf(['store']), path: 'store', message: storeProblem }], doc.file);
