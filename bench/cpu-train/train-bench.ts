@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
@@ -8,6 +7,7 @@ import { initWasmBackend } from '../../src/backend/wasm/init.js';
 import { registerOnnxruntimeKernels } from '../../src/backend/onnxruntime/register.js';
 import { sessionSettings } from '../../src/backend/onnxruntime/sessions.js';
 import { buildModel, INPUT_SHAPE, MODEL_NAMES, NUM_CLASSES, trainStep, type ModelName } from './models.js';
+import { runInChild } from '../child.js';
 
 // Training throughput (samples/s) of Adam steps on random Fashion-MNIST-shaped data, per
 // backend, model and batch size. Each measurement runs in its own process: the wasm thread
@@ -108,37 +108,18 @@ async function runChild(request: ChildRequest): Promise<Measurement> {
   };
 }
 
-function spawnChild(request: ChildRequest, deadlineMs: number): Promise<Measurement> {
-  const failed = (note: string): Measurement => ({
+async function spawnChild(request: ChildRequest, deadlineMs: number): Promise<Measurement> {
+  const outcome = await runInChild<Measurement>(fileURLToPath(import.meta.url), request, '{"backend"', deadlineMs);
+  if (outcome.ok) return outcome.result;
+  return {
     ...request,
     threads: parseBackend(request.backend).threads,
     stepMs: [],
     samplesPerSec: 0,
     bestSamplesPerSec: 0,
     status: 'failed',
-    note,
-  });
-  return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(request)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), deadlineMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const line = out.split('\n').find((l) => l.startsWith('{"backend"'));
-      if (code === 0 && line != null) {
-        resolvePromise(JSON.parse(line) as Measurement);
-      } else if (signal === 'SIGKILL') {
-        resolvePromise(failed(`over the ${Math.round(deadlineMs / 1000)} s deadline`));
-      } else {
-        resolvePromise(failed(err.trim().split('\n').slice(-3).join(' | ') || `exit ${code}`));
-      }
-    });
-  });
+    note: outcome.why,
+  };
 }
 
 function argValue(args: string[], name: string): string | undefined {

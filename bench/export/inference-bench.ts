@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -13,6 +12,7 @@ import { applyPreprocessing } from '../../src/data/normalize.js';
 import { readSourceFile } from '../../src/data/source.js';
 import type { Preprocessing } from '../../src/data/types.js';
 import { readGraphModelArtifacts, readModelArtifacts } from '../../src/models/io.js';
+import { runInChild } from '../child.js';
 
 // Inference latency and throughput of an exported model (a TensorFlow Serving version folder
 // written by the export stage), per runtime and batch size, side by side:
@@ -386,26 +386,9 @@ async function runChild(request: ChildRequest): Promise<ChildResult> {
   return { runtime: runtime.name, status: 'ok', loadMs, threads, details, cells };
 }
 
-function spawnChild(request: ChildRequest, deadlineMs: number): Promise<ChildResult> {
-  return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(request)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), deadlineMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const line = out.split('\n').find((l) => l.startsWith('{"runtime"'));
-      if (code === 0 && line !== undefined) resolvePromise(JSON.parse(line) as ChildResult);
-      else {
-        const why = signal === 'SIGKILL' ? `killed after the ${Math.round(deadlineMs / 1000)} s deadline` : err.trim().split('\n').slice(-4).join(' | ') || `exit ${code}`;
-        resolvePromise({ runtime: request.runtime, status: 'failed', error: why });
-      }
-    });
-  });
+async function spawnChild(request: ChildRequest, deadlineMs: number): Promise<ChildResult> {
+  const outcome = await runInChild<ChildResult>(fileURLToPath(import.meta.url), request, '{"runtime"', deadlineMs);
+  return outcome.ok ? outcome.result : { runtime: request.runtime, status: 'failed', error: outcome.why };
 }
 
 // ---------------------------------------------------------------------------------------------

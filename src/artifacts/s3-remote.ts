@@ -73,6 +73,10 @@ export interface UploadResult {
  * and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, SSO, instance roles).
  */
 export function s3ClientFromEnvironment(): S3Client {
+  // The SDK warns on every command that its releases after January 2027 need Node 22. This tool
+  // runs on Node 20 (the product's platform) with the SDK version its lock file pins, so the
+  // warning tells a user nothing they can act on; set the variable to "false" to see it.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return new S3Client({
     // Path-style URLs (endpoint/bucket/key) work on AWS and on every S3-compatible server; the
     // default virtual-hosted style (bucket.endpoint/key) needs a DNS name per bucket, which
