@@ -1,7 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
+import { FastBatchNormalization } from '../../src/models/batch-norm.js';
 
 // The benchmark's models in Keras terms (Fashion-MNIST shape, 10 logits). The same
-// architectures live in pytorch_cpu.py; keep the two in step.
+// architectures live in pytorch_cpu.py; keep the two in step. Batch norm is the pipeline's own
+// layer (src/models/batch-norm.ts); TFJS_PIPELINE_STOCK_BATCH_NORM=1 measures tfjs's instead.
+
+const batchNormalization = (): tf.layers.Layer =>
+  process.env.TFJS_PIPELINE_STOCK_BATCH_NORM === '1' ? tf.layers.batchNormalization() : new FastBatchNormalization();
 
 export const INPUT_SHAPE: [number, number, number] = [28, 28, 1];
 export const NUM_CLASSES = 10;
@@ -32,7 +37,7 @@ function convBnRelu(model: tf.Sequential, filters: number, first: boolean, seede
       ...kernel(seeded, model.layers.length),
     }),
   );
-  model.add(tf.layers.batchNormalization());
+  model.add(batchNormalization());
   model.add(tf.layers.activation({ activation: 'relu' }));
 }
 
@@ -78,7 +83,7 @@ export function big(seeded: Seeded = {}): tf.Sequential {
   m.add(dropout(seeded, 0.25, m.layers.length));
   m.add(tf.layers.flatten());
   m.add(tf.layers.dense({ units: 256, ...kernel(seeded, m.layers.length) }));
-  m.add(tf.layers.batchNormalization());
+  m.add(batchNormalization());
   m.add(tf.layers.activation({ activation: 'relu' }));
   m.add(dropout(seeded, 0.5, m.layers.length));
   m.add(tf.layers.dense({ units: NUM_CLASSES, ...kernel(seeded, m.layers.length) }));

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { FastBatchNormalization } from './batch-norm.js';
 
 // The layer kinds a pipeline file may list, each with the options it accepts (a JSON Schema
 // fragment, so misspelled options get a did-you-mean on load) and how it becomes a tfjs layer.
@@ -81,7 +82,8 @@ export const LAYER_KINDS: Record<string, LayerKind> = {
       momentum: { type: 'number', minimum: 0, maximum: 1 }, epsilon: { type: 'number', exclusiveMinimum: 0 },
       center: { type: 'boolean' }, scale: { type: 'boolean' },
     },
-    create: make(tf.layers.batchNormalization),
+    // tfjs's layer with a cheaper training gradient (batch-norm.ts); saved as BatchNormalization.
+    create: make((args) => new FastBatchNormalization(args)),
   },
   activation: { options: { activation }, required: ['activation'], create: make(tf.layers.activation) },
   reshape: {
