@@ -282,6 +282,11 @@ export async function submitPipeline(pipeline: Pipeline, options: SubmitOptions)
       for (const id of stageOf.keys()) for (const queue of queues) await queue.remove(id, { removeChildren: true }).catch(() => undefined);
     }
     return await finish(failed, results);
+  } catch (err) {
+    // Redis gone mid-run, say: the record must not stay "running" forever.
+    Object.assign(record, { status: 'failed', error: (err as Error).message, finishedAt: new Date().toISOString(), durationMs: Date.now() - started });
+    await store.writeRun(record).catch(() => undefined);
+    throw err;
   } finally {
     await Promise.allSettled([...events.map((e) => e.close()), ...queues.map((q) => q.close()), flows.close()]);
   }
