@@ -1,6 +1,5 @@
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
-import { relative } from 'node:path';
 import { DelayedError, FlowProducer, Queue, QueueEvents, Worker, type ConnectionOptions, type FlowJob, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { RunRecord, StageRunRecord } from '../artifacts/manifest.js';
@@ -11,7 +10,7 @@ import { InputError, PipelineError } from '../errors.js';
 import { loadPipeline, stagePlacement, type Pipeline, type ResolvedStage } from '../spec/pipeline.js';
 import type { EpochLogs, TrainingObserver } from '../train/progress.js';
 import type { RunReporter } from './reporter.js';
-import { newRunId, planPipeline, runPipeline, type StagePlan } from './run.js';
+import { newRunId, newRunRecord, planPipeline, runPipeline, type StagePlan } from './run.js';
 
 // Stages as BullMQ jobs (`run --executor queue`, `pipeline worker`). The submitter plans against the
 // store, then enqueues the stages to run as one flow: a stage's job has its input stages' jobs as
@@ -157,30 +156,14 @@ export async function submitPipeline(pipeline: Pipeline, options: SubmitOptions)
   );
   for (const p of plans.filter((p) => p.action === 'reuse')) options.log(`• ${p.stage} (${p.kind}): reused v${p.cached!.version}, ${p.reason}`);
   // The same record a local run writes, so `runs`, `show`, `diff` and sweeps see queued runs too.
-  const record: RunRecord = {
-    schemaVersion: 1,
-    id: submission,
-    pipeline: pipeline.name,
-    file: relative(process.cwd(), pipeline.file) || pipeline.file,
-    status: 'running',
-    startedAt: new Date(started).toISOString(),
-    seed: pipeline.seed,
-    backend: `queue (${options.backend ?? pipeline.backend})`,
-    overrides: pipeline.overrides,
-    force: options.force,
-    ...(options.sweep ? { sweep: options.sweep } : {}),
-    stages: plans.map((p): StageRunRecord => ({
-      stage: p.stage,
-      kind: p.kind,
-      fingerprint: p.fingerprint.fingerprint,
-      reason: p.reason,
-      ...(p.cached
-        ? { status: 'reused', version: p.cached.version, metrics: p.cached.manifest.metrics }
-        : { status: 'pending' }),
-    })),
-    host: hostname(),
-    pid: process.pid,
-  };
+  const record = newRunRecord(pipeline, { id: submission, started, backend: `queue (${options.backend ?? pipeline.backend})`, force: options.force, sweep: options.sweep });
+  record.stages = plans.map((p): StageRunRecord => ({
+    stage: p.stage,
+    kind: p.kind,
+    fingerprint: p.fingerprint.fingerprint,
+    reason: p.reason,
+    ...(p.cached ? { status: 'reused', version: p.cached.version, metrics: p.cached.manifest.metrics } : { status: 'pending' }),
+  }));
   const finish = async (failed?: { stage: string; message: string }, results: StageJobResult[] = []): Promise<SubmitResult> => {
     for (const r of results) {
       Object.assign(record.stages.find((s) => s.stage === r.stage)!, {

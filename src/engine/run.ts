@@ -186,6 +186,30 @@ export function newRunId(at = Date.now()): string {
   return `${new Date(at).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomBytes(3).toString('hex')}`;
 }
 
+/** A run's record as it starts (status running, no stages yet): local runs and queued submissions alike. */
+export function newRunRecord(
+  pipeline: Pipeline,
+  run: { id: string; started: number; backend: string; force?: boolean; only?: string[]; sweep?: string },
+): RunRecord {
+  return {
+    schemaVersion: 1,
+    id: run.id,
+    pipeline: pipeline.name,
+    file: relative(process.cwd(), pipeline.file) || pipeline.file,
+    status: 'running',
+    startedAt: new Date(run.started).toISOString(),
+    seed: pipeline.seed,
+    backend: run.backend,
+    overrides: pipeline.overrides,
+    force: Boolean(run.force),
+    ...(run.only?.length ? { only: run.only } : {}),
+    ...(run.sweep ? { sweep: run.sweep } : {}),
+    stages: [],
+    host: hostname(),
+    pid: process.pid,
+  };
+}
+
 // Runs of one pipeline may share a store at the same time (a sweep, Argo tasks, two terminals):
 // each holds a shared lease (gc keeps out), and a stage to compute is locked by fingerprint, so of
 // two runs that need the same version one computes it and the other waits, then reuses it.
@@ -196,23 +220,7 @@ export async function runPipeline(pipeline: Pipeline, options: RunOptions): Prom
   const release = await store.lockShared(pipeline.name, id, (owner) =>
     reporter.warning(`${store.describe(join(store.root, pipeline.name))} is held by ${owner}; this run starts when it is done`),
   );
-  const record: RunRecord = {
-    schemaVersion: 1,
-    id,
-    pipeline: pipeline.name,
-    file: relative(process.cwd(), pipeline.file) || pipeline.file,
-    status: 'running',
-    startedAt: new Date(started).toISOString(),
-    seed: pipeline.seed,
-    backend: options.backend ?? pipeline.backend,
-    overrides: pipeline.overrides,
-    force: Boolean(options.force),
-    ...(options.only?.length ? { only: options.only } : {}),
-    ...(options.sweep ? { sweep: options.sweep } : {}),
-    stages: [],
-    host: hostname(),
-    pid: process.pid,
-  };
+  const record = newRunRecord(pipeline, { id, started, backend: options.backend ?? pipeline.backend, force: options.force, only: options.only, sweep: options.sweep });
   let recordPath: string | undefined;
   try {
     recordPath = await store.writeRun(record);
