@@ -2,15 +2,13 @@ import * as tf from '@tensorflow/tfjs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FastBatchNormalization } from '../../src/models/batch-norm.js';
-import { createRng } from '../../src/random.js';
+import { seededTensor } from '../backend/wasm/helpers.js';
 
 // Our batch norm against tfjs's own layer: the same outputs, gradients (x, gamma, beta) and moving
 // statistics, on the cpu backend, channels-last images and dense rows.
 
-function seeded(shape: number[], seed: number, scale = 1, shift = 0): tf.Tensor {
-  const rng = createRng(seed, 'batch-norm test');
-  return tf.tensor(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => shift + scale * (rng() * 2 - 1)), shape);
-}
+/** Seeded uniform values in [shift - scale, shift + scale). */
+const seeded = (shape: number[], seed: number, scale = 1, shift = 0) => tf.add(seededTensor(shape, seed, scale), shift);
 
 function closeTo(actual: tf.Tensor, expected: tf.Tensor, what: string): void {
   const a = actual.dataSync();
